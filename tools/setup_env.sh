@@ -78,14 +78,21 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating venv $venv"
   "$py" -m venv "$venv"
 fi
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+pip_() {  # quiet pip; drop the noise of find-links folders that a machine's pip config names but lacks
+  "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v '^WARNING: Location .* is ignored' >&2)
+}
+pip=(pip_)
 mkdir -p "$wheels"
 if ! ls "$wheels"/mpi4py-*.whl >/dev/null 2>&1 || ! ls "$wheels"/h5py-*.whl >/dev/null 2>&1; then
   log "building mpi4py and h5py against $MPICC / $hdf5_id (several minutes, cached in $wheels)"
   "${pip[@]}" install -U pip wheel setuptools cython pkgconfig numpy
   tmpw=$(mktemp -d "$cache/build.XXXXXX")
+  # h5py's MPI build imports mpi4py, so mpi4py is built and installed first.
+  CC=$MPICC MPICC=$MPICC \
+    "${pip[@]}" wheel --no-binary=mpi4py --no-build-isolation --no-cache-dir --no-deps -w "$tmpw" mpi4py
+  "${pip[@]}" install --no-index --no-deps "$tmpw"/mpi4py-*.whl
   CC=$MPICC MPICC=$MPICC HDF5_MPI=ON \
-    "${pip[@]}" wheel --no-binary=mpi4py,h5py --no-build-isolation --no-cache-dir --no-deps -w "$tmpw" mpi4py h5py
+    "${pip[@]}" wheel --no-binary=h5py --no-build-isolation --no-cache-dir --no-deps -w "$tmpw" h5py
   mv "$tmpw"/*.whl "$wheels"/ && rmdir "$tmpw"
 fi
 # Binary wheels of the rest, cached beside them (a fresh clone installs from the cache, no network needed).

@@ -1,0 +1,381 @@
+"""The input deck: one YAML file that drives every stage of a run.
+
+The schema below is the single source of truth for the keys a deck may hold, their types, allowed values
+and defaults.  :func:`load_deck` reads a YAML file, fills defaults and returns a plain nested ``dict``; every
+problem is reported at once, one line per problem, naming the field path, the value and what is allowed::
+
+    deck.yaml: assimilate.chains = -2: must be an integer >= 1
+    deck.yaml: prepare.profiles.sites = 'nope.csv': file not found (relative to the deck's folder)
+    deck.yaml: modles: unknown key (did you mean 'models'?)
+
+Relative paths in a deck are relative to the folder of the deck file.  ``prodampi validate DECK`` prints
+the fully resolved deck (defaults filled in); the same resolved deck is written into every stage's output.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DeckError
+
+MODEL_NAMES = ("clm5", "compas")
+
+
+# ---------------------------------------------------------------------------------------------- schema types
+@dataclass(frozen=True)
+class F:
+    """One leaf field of the schema.
+
+    Parameters
+    ----------
+    kind : "int" | "float" | "str" | "bool" | "path" | "list"
+    default : default value (``REQUIRED`` when the key must be given)
+    lo, hi : inclusive numeric bounds (``lo_open``/``hi_open`` make them strict)
+    choices : allowed values (for str, or for list items)
+    nullable : ``None`` (YAML ``null``) is accepted
+    must_exist : for paths, the file or folder must exist
+    item : kind of list items
+    min_len : minimum list length
+    doc : one-line description (shown by ``prodampi validate --schema``)
+    """
+
+    kind: str
+    default: Any = None
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple | None = None
+    nullable: bool = False
+    must_exist: bool = False
+    item: str | None = None
+    min_len: int = 0
+    doc: str = ""
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class S:
+    """A section (mapping) of the schema."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+
+SCHEMA = S(doc="prodampi input deck", fields={
+    "run_dir": F("path", REQUIRED, doc="run directory for every output (created if missing); "
+                                      "overridden by --run-dir"),
+    "seed": F("int", 20240101, lo=0, hi=2**63 - 1, doc="master seed; all random streams are keyed by it"),
+    "models": F("list", ["clm5", "compas"], item="str", choices=MODEL_NAMES, min_len=1,
+                doc="soil models to run"),
+    "description": F("str", "", doc="free text, copied into provenance"),
+    "logging": S(doc="logging", fields={
+        "level": F("str", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "per_rank_files": F("bool", True, doc="write logs/<stage>_p<rank>.log for every rank"),
+        "progress_every_s": F("float", 30.0, lo=0.1, doc="heartbeat cadence of long stages (s)"),
+    }),
+    "prepare": S(doc="stage 1: profiles, forcing and covariates -> inputs.h5", fields={
+        "source": F("str", "synthetic", choices=("synthetic", "table"),
+                    doc="'synthetic' = embedded default world; 'table' = WoSIS-like horizon tables"),
+        "world": S(doc="the embedded synthetic world", fields={
+            "resolution_deg": F("float", 2.0, lo=0.25, hi=10.0, doc="grid spacing (deg); 0.5 for full runs"),
+            "n_profiles": F("int", 400, lo=1, hi=10_000_000, doc="synthetic WoSIS-like profiles"),
+            "truth_model": F("str", "clm5", choices=MODEL_NAMES,
+                             doc="model whose true parameters generate the observations"),
+        }),
+        "profiles": S(doc="real profile tables (source: table)", fields={
+            "format": F("str", "isis", choices=("isis", "afsp", "wosis")),
+            "sites": F("path", None, nullable=True, must_exist=True, doc="site table (csv or csv.gz)"),
+            "horizons": F("path", None, nullable=True, must_exist=True, doc="horizon table (csv or csv.gz)"),
+            "ncscd": F("path", None, nullable=True, must_exist=True, doc="optional NCSCD pedon table"),
+        }),
+        "forcing": S(doc="model forcing for sites", fields={
+            "cesm2_history": F("path", None, nullable=True, must_exist=True,
+                               doc="CESM2/CLM5 monthly climatology netCDF; null = derived from covariates"),
+        }),
+        "covariates": S(fields={
+            "table": F("path", None, nullable=True, must_exist=True, doc="covariate grid table (csv/csv.gz)"),
+        }),
+        "screening": S(doc="paper's profile filters", fields={
+            "min_layers": F("int", 3, lo=1, hi=100, doc="keep profiles with at least this many layers (>2)"),
+            "min_bottom_cm": F("float", 50.0, lo=0.0, hi=1000.0, lo_open=False,
+                               doc="deepest layer bottom must exceed this depth (cm)"),
+        }),
+        "ptf": S(doc="bulk-density pedo-transfer function BD = a + b exp(-c OM), OM = om_factor * SOC[g/kg]",
+                 fields={
+                     "a": F("float", 0.32, lo=0.0, hi=3.0),
+                     "b": F("float", 1.30, lo=0.0, hi=5.0),
+                     "c": F("float", 0.0089, lo=0.0, hi=1.0),
+                     "om_factor": F("float", 1.724, lo=1.0, hi=3.0),
+                 }),
+    }),
+    "assimilate": S(doc="stage 2: per-profile adaptive-Metropolis MCMC -> posterior.h5", fields={
+        "mode": F("str", "proda", choices=("proda", "textbook"),
+                  doc="'proda' reproduces the authors' sampler and cost; 'textbook' uses a likelihood"),
+        "chains": F("int", 4, lo=1, hi=64),
+        "test_iterations": F("int", 20_000, lo=0, hi=10_000_000, doc="PRODA 'test run' length"),
+        "iterations": F("int", 50_000, lo=1, hi=10_000_000, doc="formal run length per chain"),
+        "adapt_start": F("int", 4_000, lo=0, hi=10_000_000),
+        "batch_profiles": F("int", 64, lo=1, hi=1_000_000, doc="profiles advanced together per rank"),
+        "checkpoint_every_s": F("float", 300.0, lo=1.0),
+        "gelman_rubin_max": F("float", 1.05, lo=1.0, lo_open=True),
+        "nse_min": F("float", 0.0, lo=-1e9, hi=1.0),
+        "max_profiles": F("int", None, nullable=True, lo=1, doc="limit for test runs"),
+    }),
+    "learn": S(doc="stage 3: neural network and bootstrap ensemble", fields={
+        "best_guess_members": F("int", 10, lo=1, hi=10_000),
+        "bootstrap_members": F("int", 200, lo=0, hi=100_000),
+        "epochs": F("int", 300, lo=1, hi=1_000_000),
+        "batch_size": F("int", 32, lo=1, hi=1_000_000),
+        "learning_rate": F("float", 1e-3, lo=0.0, lo_open=True, hi=1.0),
+        "hidden": F("list", [256, 512, 512, 256], item="int", min_len=1),
+        "device": F("str", "cpu", choices=("cpu", "cuda", "auto")),
+    }),
+    "map": S(doc="stage 4: global maps", fields={
+        "scenarios": F("list", ["customary", "proda"], item="str", choices=("customary", "proda"), min_len=1),
+        "bootstrap_sd": F("bool", True),
+        "output_float": F("str", "float32", choices=("float32", "float64")),
+    }),
+    "report": S(doc="stage 5: statistics and figures", fields={
+        "figures": F("bool", True),
+        "depth_limit_m": F("float", 1.0, lo=0.0, lo_open=True, hi=8.6, doc="depth of the global totals (m)"),
+    }),
+})
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _kind_ok(kind: str, v: Any) -> bool:
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "float":
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    if kind in ("str", "path"):
+        return isinstance(v, str)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "list":
+        return isinstance(v, list)
+    raise AssertionError(kind)
+
+
+_KIND_WORD = {"int": "an integer", "float": "a number", "str": "a string", "path": "a path (string)",
+              "bool": "true or false", "list": "a list"}
+
+
+def _range_text(f: F) -> str:
+    parts = []
+    if f.lo is not None:
+        parts.append(f"{'>' if f.lo_open else '>='} {f.lo:g}")
+    if f.hi is not None:
+        parts.append(f"{'<' if f.hi_open else '<='} {f.hi:g}")
+    return " and ".join(parts)
+
+
+def _check_scalar(kind: str, f: F, v: Any, where: str, base: Path | None, errs: list[str]) -> Any:
+    if not _kind_ok(kind, v):
+        allowed = _KIND_WORD[kind]
+        if f.nullable:
+            allowed += " or null"
+        errs.append(f"{where} = {v!r}: must be {allowed}, got {type(v).__name__}")
+        return v
+    if kind == "float":
+        v = float(v)
+        if v != v or v in (float("inf"), float("-inf")):
+            errs.append(f"{where} = {v!r}: must be a finite number")
+            return v
+    if kind in ("int", "float"):
+        bad = (f.lo is not None and (v <= f.lo if f.lo_open else v < f.lo)) or \
+              (f.hi is not None and (v >= f.hi if f.hi_open else v > f.hi))
+        if bad:
+            errs.append(f"{where} = {v!r}: must be {_KIND_WORD[kind]} {_range_text(f)}")
+    if f.choices is not None and kind == "str" and v not in f.choices:
+        hint = difflib.get_close_matches(str(v), [str(c) for c in f.choices], n=1)
+        errs.append(f"{where} = {v!r}: must be one of {', '.join(map(str, f.choices))}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    if kind == "path":
+        if v.strip() == "":
+            errs.append(f"{where} = {v!r}: must be a non-empty path")
+            return v
+        p = Path(os.path.expandvars(os.path.expanduser(v)))
+        if not p.is_absolute() and base is not None:
+            p = base / p
+        if f.must_exist and not p.exists():
+            errs.append(f"{where} = {v!r}: file not found (looked for {p})")
+        return str(p)
+    return v
+
+
+def _validate(schema: S, data: Any, prefix: str, base: Path | None, errs: list[str]) -> dict:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errs.append(f"{prefix or '<deck>'} = {data!r}: must be a mapping of keys to values")
+        data = {}
+    out: dict[str, Any] = {}
+    for key in data:
+        if key not in schema.fields:
+            hint = difflib.get_close_matches(str(key), list(schema.fields), n=1)
+            where = f"{prefix}.{key}" if prefix else str(key)
+            errs.append(f"{where}: unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else
+                                                   f"; allowed: {', '.join(schema.fields)}"))
+    for key, spec in schema.fields.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, S):
+            out[key] = _validate(spec, data.get(key), where, base, errs)
+            continue
+        if key not in data:
+            if spec.default is REQUIRED:
+                errs.append(f"{where}: missing (required): {spec.doc}")
+                continue
+            out[key] = copy.deepcopy(spec.default)
+            if spec.kind == "path" and out[key] is not None and base is not None:
+                out[key] = _check_scalar("path", F("path"), out[key], where, base, errs)
+            continue
+        v = data[key]
+        if v is None:
+            if not spec.nullable:
+                errs.append(f"{where} = null: must be {_KIND_WORD[spec.kind]}")
+            out[key] = None
+            continue
+        if spec.kind == "list":
+            if not isinstance(v, list):
+                errs.append(f"{where} = {v!r}: must be a list of {_KIND_WORD[spec.item]} values")
+                out[key] = v
+                continue
+            if len(v) < spec.min_len:
+                errs.append(f"{where} = {v!r}: must hold at least {spec.min_len} item(s)")
+            item_spec = F(spec.item, choices=spec.choices, lo=1 if spec.item == "int" else None)
+            out[key] = [_check_scalar(spec.item, item_spec, x, f"{where}[{i}]", base, errs)
+                        for i, x in enumerate(v)]
+            if len(set(map(repr, v))) != len(v):
+                errs.append(f"{where} = {v!r}: items must be unique")
+            continue
+        out[key] = _check_scalar(spec.kind, spec, v, where, base, errs)
+    return out
+
+
+def _cross_checks(deck: dict, errs: list[str]) -> None:
+    prep = deck["prepare"]
+    if prep["source"] == "table":
+        for k in ("sites", "horizons"):
+            if prep["profiles"][k] is None:
+                errs.append(f"prepare.profiles.{k} = null: required when prepare.source is 'table'")
+    a = deck["assimilate"]
+    if isinstance(a["adapt_start"], int) and isinstance(a["iterations"], int) \
+            and isinstance(a["test_iterations"], int) \
+            and a["adapt_start"] > a["iterations"] + a["test_iterations"]:
+        errs.append(f"assimilate.adapt_start = {a['adapt_start']}: must not exceed "
+                    f"test_iterations + iterations = {a['test_iterations'] + a['iterations']}")
+
+
+def validate_deck(data: Any, source: str = "<deck>", base: Path | None = None) -> dict:
+    """Validate a parsed deck and return it with defaults filled in.
+
+    Raises
+    ------
+    DeckError
+        with one line per problem, each prefixed by ``source``.
+    """
+    errs: list[str] = []
+    deck = _validate(SCHEMA, data, "", base, errs)
+    if not errs:
+        _cross_checks(deck, errs)
+    if errs:
+        raise DeckError([f"{source}: {e}" for e in errs])
+    return deck
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DeckError([f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"])
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_deck(path: str | os.PathLike, run_dir: str | None = None) -> dict:
+    """Read, validate and resolve the deck at ``path``.
+
+    Parameters
+    ----------
+    path : the YAML deck
+    run_dir : overrides the deck's ``run_dir`` (the ``--run-dir`` option of every stage)
+
+    Returns
+    -------
+    dict
+        the resolved deck (defaults filled, paths absolute), plus ``_deck_path`` and ``_deck_sha256``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DeckError([f"{path}: deck file not found"])
+    raw = p.read_bytes()
+    try:
+        data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (SafeLoader subclass)
+    except DeckError as e:
+        raise DeckError([f"{path}: {m}" for m in e.problems]) from None
+    except UnicodeDecodeError as e:
+        raise DeckError([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DeckError([f"{path}: {where}invalid YAML: {what}"]) from None
+    if run_dir is not None:
+        if not isinstance(data, dict):
+            data = {}
+        data = dict(data)
+        data["run_dir"] = str(Path(run_dir).resolve())
+    deck = validate_deck(data, source=str(path), base=p.resolve().parent)
+    deck["_deck_path"] = str(p.resolve())
+    deck["_deck_sha256"] = hashlib.sha256(raw).hexdigest()
+    return deck
+
+
+def deck_hash(deck: dict) -> str:
+    """SHA-256 of the resolved deck (without the run directory), for reuse checks between runs."""
+    d = {k: v for k, v in deck.items() if not k.startswith("_") and k != "run_dir"}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def schema_text(schema: S = SCHEMA, prefix: str = "") -> list[str]:
+    """Human-readable listing of every key, its type, default and allowed values."""
+    lines = []
+    for key, spec in schema.fields.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, S):
+            lines.append(f"{where}:  # {spec.doc}" if spec.doc else f"{where}:")
+            lines += schema_text(spec, where)
+            continue
+        kind = f"list of {spec.item}" if spec.kind == "list" else spec.kind
+        bits = [kind]
+        rng = _range_text(spec)
+        if rng:
+            bits.append(rng)
+        if spec.choices:
+            bits.append("one of " + "|".join(map(str, spec.choices)))
+        if spec.nullable:
+            bits.append("or null")
+        default = "REQUIRED" if spec.default is REQUIRED else repr(spec.default)
+        lines.append(f"  {where}: {default}  ({', '.join(bits)}){'  -- ' + spec.doc if spec.doc else ''}")
+    return lines

@@ -1,0 +1,93 @@
+"""Provenance recorded in every output: versions, git revision, deck hash, seed, rank count, host, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+def git_revision() -> str | None:
+    """``git describe --always --dirty`` of the source tree, or None outside a git checkout."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that affect results (only those already importable)."""
+    out = {"prodampi": __version__, "python": platform.python_version()}
+    for name in ("numpy", "scipy", "h5py", "mpi4py", "netCDF4", "torch", "yaml"):
+        try:
+            mod = __import__(name)
+            out[name] = str(getattr(mod, "__version__", "?"))
+        except Exception:  # noqa: BLE001 - optional dependency
+            continue
+    return out
+
+
+def provenance(deck: dict | None = None, n_ranks: int = 1, extra: dict | None = None) -> dict[str, Any]:
+    """A provenance record (JSON-serialisable)."""
+    from .deck import deck_hash
+
+    rec: dict[str, Any] = {
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "n_ranks": int(n_ranks),
+        "git_revision": git_revision(),
+        "versions": versions(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    if deck is not None:
+        rec.update(deck_path=deck.get("_deck_path"), deck_sha256=deck.get("_deck_sha256"),
+                   deck_hash=deck_hash(deck), seed=deck.get("seed"))
+    if extra:
+        rec.update(extra)
+    return rec
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)

@@ -1,0 +1,132 @@
+"""Input-deck validation: every problem is one line naming the field path, the value and what is allowed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from prodampi.deck import SCHEMA, load_deck, schema_text, validate_deck
+from prodampi.errors import DeckError
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = {"run_dir": "runs/x"}
+
+
+def problems(data: dict) -> list[str]:
+    with pytest.raises(DeckError) as ei:
+        validate_deck(data, source="d.yaml", base=Path("."))
+    return ei.value.problems
+
+
+def test_defaults_filled_and_types():
+    deck = validate_deck(dict(GOOD), source="d.yaml", base=Path("/tmp"))
+    assert deck["models"] == ["clm5", "compas"]
+    assert deck["assimilate"]["chains"] == 4
+    assert deck["prepare"]["world"]["resolution_deg"] == 2.0
+    assert deck["run_dir"] == str(Path("/tmp/runs/x"))
+
+
+def test_int_accepted_for_float_and_converted():
+    deck = validate_deck({**GOOD, "prepare": {"world": {"resolution_deg": 1}}}, base=Path("."))
+    assert deck["prepare"]["world"]["resolution_deg"] == 1.0
+    assert isinstance(deck["prepare"]["world"]["resolution_deg"], float)
+
+
+def test_all_problems_reported_at_once():
+    errs = problems({"seed": "x", "modles": [], "assimilate": {"chains": 0, "iterations": 1.5}})
+    text = "\n".join(errs)
+    for needle in ("run_dir: missing", "seed = 'x'", "modles: unknown key (did you mean 'models'?)",
+                   "assimilate.chains = 0", "assimilate.iterations = 1.5"):
+        assert needle in text, text
+    assert all(e.startswith("d.yaml: ") for e in errs)
+
+
+def test_schema_listing_covers_every_section():
+    text = "\n".join(schema_text())
+    for section in SCHEMA.fields:
+        assert section in text
+
+
+def test_run_dir_override(tmp_path):
+    deck_file = tmp_path / "d.yaml"
+    deck_file.write_text("run_dir: a\n")
+    deck = load_deck(deck_file, run_dir=str(tmp_path / "other"))
+    assert deck["run_dir"] == str(tmp_path / "other")
+    assert len(deck["_deck_sha256"]) == 64
+
+
+BAD_DECKS = {
+    # name: (deck text, field named in the message)
+    "wrong_type": ("run_dir: r\nseed: abc\n", "seed = 'abc'"),
+    "unknown_key": ("run_dir: r\nmodles: [clm5]\n", "modles: unknown key"),
+    "unknown_nested_key": ("run_dir: r\nassimilate:\n  chain: 3\n", "assimilate.chain: unknown key"),
+    "negative_count": ("run_dir: r\nassimilate:\n  chains: -2\n", "assimilate.chains = -2"),
+    "zero_iterations": ("run_dir: r\nassimilate:\n  iterations: 0\n", "assimilate.iterations = 0"),
+    "missing_file": ("run_dir: r\nprepare:\n  source: table\n  profiles:\n    sites: nope.csv\n"
+                     "    horizons: nope2.csv\n", "prepare.profiles.sites = 'nope.csv': file not found"),
+    "bad_model_name": ("run_dir: r\nmodels: [clm5, compass]\n", "models[1] = 'compass'"),
+    "missing_required": ("seed: 3\n", "run_dir: missing"),
+    "out_of_range_float": ("run_dir: r\nprepare:\n  world:\n    resolution_deg: 45\n",
+                           "prepare.world.resolution_deg = 45.0"),
+    "bad_choice": ("run_dir: r\nprepare:\n  source: wosis_online\n", "prepare.source = 'wosis_online'"),
+    "bool_for_int": ("run_dir: r\nassimilate:\n  chains: true\n", "assimilate.chains = True"),
+    "section_not_mapping": ("run_dir: r\nlearn: 5\n", "learn = 5"),
+    "invalid_yaml": ("run_dir: r\nseed: [1, 2\n", "invalid YAML"),
+    "duplicate_key": ("run_dir: r\nseed: 1\nseed: 2\n", "duplicate key 'seed'"),
+    "not_a_mapping": ("- just\n- a list\n", "must be a mapping"),
+    "table_without_files": ("run_dir: r\nprepare:\n  source: table\n", "prepare.profiles.sites = null"),
+    "nan_value": ("run_dir: r\nlearn:\n  learning_rate: .nan\n", "learn.learning_rate"),
+    "empty_models": ("run_dir: r\nmodels: []\n", "models = []"),
+    "gr_threshold_le_1": ("run_dir: r\nassimilate:\n  gelman_rubin_max: 1.0\n", "assimilate.gelman_rubin_max"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DECKS))
+def test_bad_deck_in_process(tmp_path, name):
+    text, needle = BAD_DECKS[name]
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(DeckError) as ei:
+        load_deck(f)
+    assert any(needle in p for p in ei.value.problems), ei.value.problems
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DECKS))
+def test_bad_deck_cli_one_line_no_traceback(tmp_path, name):
+    """``prodampi validate`` on each bad deck: non-zero exit, one line per problem naming the field, no traceback."""
+    text, needle = BAD_DECKS[name]
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "prodampi", "validate", str(f)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 2, r
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("prodampi: error: ") for ln in lines), r.stderr
+    assert any(needle in ln for ln in lines), r.stderr
+
+
+def test_shipped_decks_validate():
+    for deck in sorted((REPO / "input_decks").glob("*.yaml")):
+        if "shared" in deck.read_text() and not (REPO.parent / "shared" / "data").is_dir():
+            continue
+        load_deck(deck)
+
+
+def test_validate_cli_prints_resolved_deck(tmp_path):
+    f = tmp_path / "ok.yaml"
+    f.write_text(textwrap.dedent("""\
+        run_dir: out
+        models: [compas]
+        """))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "prodampi", "validate", str(f)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout and "chains: 4" in r.stdout and "- compas" in r.stdout
