@@ -115,7 +115,7 @@ class H5Store:
         store = cls(path, world, f, store_id, np.zeros(0, dtype=np.int64), 0)
         store._write_ledger(np.zeros(0, dtype=np.int64), info={"created": True})
         world.barrier()
-        log.info("created %s with %d datasets on %d rank(s)", path, len(datasets), world.size)
+        log.debug("created %s with %d datasets on %d rank(s)", path, len(datasets), world.size)
         return store
 
     @classmethod
