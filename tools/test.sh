@@ -12,7 +12,7 @@ venv=${PRODAMPI_VENV:-$repo/.venv}
 py=$venv/bin/python
 mpiexec=$(cat "$venv/.prodampi-mpiexec")
 export PRODAMPI_MPIEXEC=$mpiexec
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 junit=$(mktemp -d -t prodampi-junit.XXXXXX)
 export PRODAMPI_JUNIT_DIR=$junit
 status=0
