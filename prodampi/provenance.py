@@ -63,7 +63,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        json.dump(obj, fh, indent=2, sort_keys=False, default=json_default)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -78,7 +78,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
         pass
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` default for numpy scalars and arrays (anything else as ``str``)."""
     try:
         import numpy as np
 
