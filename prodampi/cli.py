@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``prodampi`` console script."""
     args = _parser().parse_args(argv)
 
-    if args.command == "bench":  # serial tool; no MPI world needed
+    if args.command == "bench":  # serial tool on one core; no MPI world needed
+        import os
+
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # before numpy loads its BLAS
+            os.environ.setdefault(var, "1")
         from .soil.bench import main as bench_main
 
         return int(bench_main(args.rest) or 0)
