@@ -91,8 +91,9 @@ SCHEMA = S(doc="prodampi input deck", fields={
         "world": S(doc="the embedded synthetic world", fields={
             "resolution_deg": F("float", 2.0, lo=0.25, hi=10.0, doc="grid spacing (deg); 0.5 for full runs"),
             "n_profiles": F("int", 400, lo=1, hi=10_000_000, doc="synthetic WoSIS-like profiles"),
-            "truth_model": F("str", "clm5", choices=MODEL_NAMES,
-                             doc="model whose true parameters generate the observations"),
+            "truth": F("str", "shared", choices=("shared", *MODEL_NAMES),
+                       doc="what the synthetic observations sample: the geometric mean of both models' "
+                           "true SOC ('shared') or one model's own (parameter-recovery runs)"),
         }),
         "profiles": S(doc="real profile tables (source: table)", fields={
             "format": F("str", "isis", choices=("isis", "afsp", "wosis")),
