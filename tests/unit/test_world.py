@@ -51,16 +51,22 @@ def world4():
 
 
 # ------------------------------------------------------------------------------------------------ forcing
-def test_forcing_fields_finite_and_in_physical_ranges(world2):
-    f = world2.forcing
-    d = world2.forcing_details
-    assert f.n_sites == world2.n_valid > 2000
+def assert_forcing_finite_and_in_documented_ranges(world) -> None:
+    """Every forcing field finite and inside the physical range documented in ``FIELD_SPEC``."""
+    f = world.forcing
     ok, reasons = f.check()
     assert ok.all(), [r for r in reasons if r][:3]
     for name, (_, _, rng) in FIELD_SPEC.items():
         a = np.asarray(getattr(f, name), dtype=float)
         assert np.isfinite(a).all(), name
         assert a.min() >= rng[0] and a.max() <= rng[1], name
+
+
+def test_forcing_fields_finite_and_in_physical_ranges(world2):
+    f = world2.forcing
+    d = world2.forcing_details
+    assert f.n_sites == world2.n_valid > 2000
+    assert_forcing_finite_and_in_documented_ranges(world2)
     t = f.tsoi_k
     assert 230.0 <= t[:, 0].min() and t[:, 0].max() <= 320.0  # layer-1 monthly
     np.testing.assert_array_less(np.abs(t[:, 19] - (273.15 + d["t_soil_mean_c"][:, None])), 1.0)  # layer 20
@@ -324,6 +330,7 @@ def test_integrals_at_four_degrees_are_plausible(world4):
 @needs_models
 def test_half_degree_world_meets_the_global_integral_bands():
     world = make_world(0.5, seed=20240101)
+    assert_forcing_finite_and_in_documented_ranges(world)
     out = world_integrals(world)
     misses = {k: (round(out[k], 3), lo, hi) for k, (_, lo, hi, _) in TARGETS.items()
               if not (lo <= out[k] <= hi)}
