@@ -211,6 +211,7 @@ def _check_scalar(kind: str, f: F, v: Any, where: str, base: Path | None, errs: 
         p = Path(os.path.expandvars(os.path.expanduser(v)))
         if not p.is_absolute() and base is not None:
             p = base / p
+        p = Path(os.path.normpath(p))
         if f.must_exist and not p.exists():
             errs.append(f"{where} = {v!r}: file not found (looked for {p})")
         return str(p)
