@@ -136,3 +136,52 @@ def test_inputs_file_written_atomically(tmp_path):
         assert f.attrs["complete"] == 1
         prov = json.loads(f.attrs["provenance"])
         assert prov["seed"] == 7 and prov["n_ranks"] == 1 and "deck_hash" in prov
+    st = prodampi(["status", str(deck), "--run-dir", str(d), "--json"])
+    assert st.returncode == 0, st.stderr
+    stages = json.loads(st.stdout)["stages"]
+    assert stages["prepare"]["status"] == "done" and stages["prepare"]["summary"]["profiles_read"] == 80
+    assert stages["assimilate"]["status"] in ("not run", "not available")
+    assert (d / "logs" / "prepare_p0.log").is_file()
+
+
+def test_table_with_cesm2_history_and_ncscd(tmp_path, shared_data):
+    """ISIS profiles + NCSCD pedons with site forcing read from a CESM2-style history file (nearest cell)."""
+    from prodampi.io import readers as R
+    from prodampi.soil.layers import DZ_M
+
+    rng = np.random.default_rng(5)
+    lat = np.linspace(-88.0, 88.0, 23)
+    lon = np.arange(0.0, 360.0, 8.0)
+    shape = (12, 20, lat.size, lon.size)
+    f = {name: rng.uniform(0.1, 1.0, shape) for name, (kind, _, _) in R.CESM2_VARIABLES.items() if kind == "level"}
+    f["TSOI"] = 260.0 + 30.0 * f["TSOI"]
+    for name, (kind, _, _) in R.CESM2_VARIABLES.items():
+        if kind == "surface":
+            f[name] = rng.uniform(0.5, 4.0, (12, lat.size, lon.size))
+        elif kind not in ("level",):
+            f[name] = rng.integers(1, 21, (lat.size, lon.size)).astype(float)
+    hist = R.write_cesm2_history(tmp_path / "clm5.h0.nc", lat, lon, f)
+    isis = shared_data / "gsif_isis_global_profiles"
+    ncscd = next((shared_data / "ncscd_pedons_hugelius2013").glob("Hugelius*.txt"))
+    deck = tmp_path / "d.yaml"
+    deck.write_text(
+        f"run_dir: out\nprepare:\n  source: table\n  profiles:\n    format: isis\n"
+        f"    sites: {isis / 'isis_sites.csv'}\n    horizons: {isis / 'isis_horizons.csv'}\n"
+        f"    ncscd: {ncscd}\n  forcing:\n    cesm2_history: {hist}\n")
+    d = tmp_path / "run"
+    r = prodampi(["prepare", str(deck), "--run-dir", str(d)])
+    assert r.returncode == 0, r.stderr
+    s = summary(d)
+    assert s["profiles_kept"] == 646 + 519 and s["profiles_read"] == 785 + 524
+    assert s["forcing_source"] == {"cesm2": 646 + 519}
+    inp = read_inputs(d / "inputs.h5")
+    prof, forcing = inp["profiles"], inp["site_forcing"]
+    # independent nearest-cell lookup (lat and lon separately, lon on the circle) for a few sites
+    for i in (0, 100, 645, 700, prof.n_profiles - 1):
+        la = int(np.argmin(np.abs(lat - prof.lat[i])))
+        dl = np.abs((lon - prof.lon[i] + 180.0) % 360.0 - 180.0)
+        lo = int(np.argmin(dl))
+        np.testing.assert_allclose(forcing.tsoi_k[i], f["TSOI"][:, :, la, lo].T)
+        np.testing.assert_allclose(forcing.altmax_m[i], f["ALTMAX"][:, la, lo])
+        col = (f["LITR1_INPUT_ACC_VECTOR"][:, :, la, lo] * DZ_M[:20][None, :]).sum()
+        np.testing.assert_allclose(forcing.litter_input[i, 1], col)
