@@ -57,8 +57,11 @@ def provenance(deck: dict | None = None, n_ranks: int = 1, extra: dict | None = 
     return rec
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same folder, fsync, os.replace)."""
+def write_json_atomic(path: str | os.PathLike, obj: Any, before_replace: Any = None) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same folder, fsync, os.replace).
+
+    ``before_replace``, if given, is called between the fsync and the rename (fault-injection tests).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -67,6 +70,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
+    if before_replace is not None:
+        before_replace()
     os.replace(tmp, path)
     try:  # make the rename durable
         fd = os.open(path.parent, os.O_RDONLY)

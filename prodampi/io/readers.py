@@ -85,6 +85,7 @@ __all__ = [
     "ReaderError",
     "Rejection",
     "nearest_cell_indices",
+    "nearest_on_sphere",
     "read_afsp",
     "read_bd_oc_layers",
     "read_cesm2_fields",
@@ -93,6 +94,7 @@ __all__ = [
     "read_isis",
     "read_ncscd_pedons",
     "read_profile_table",
+    "sphere_tree",
     "write_cesm2_history",
 ]
 
@@ -942,19 +944,9 @@ class CovariateGrid:
         distance_km : ndarray, (S,)
             Great-circle distance to that cell centre, km (NaN for non-finite coordinates).
         """
-        from scipy.spatial import cKDTree
-
         if self._tree is None:
-            self._tree = cKDTree(_unit_vectors(self.lat, self.lon))
-        lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
-        lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
-        ok = np.isfinite(lat) & np.isfinite(lon)
-        idx = np.full(lat.shape, -1, dtype=np.int64)
-        dist = np.full(lat.shape, np.nan)
-        if ok.any():
-            chord, j = self._tree.query(_unit_vectors(lat[ok], lon[ok]))
-            idx[ok] = j
-            dist[ok] = 2.0 * 6371.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+            self._tree = sphere_tree(self.lat, self.lon)
+        idx, dist = nearest_on_sphere(self._tree, lat, lon)
         if max_distance_km is not None:
             idx[~(dist <= max_distance_km)] = -1
         return idx, dist
@@ -971,6 +963,30 @@ class CovariateGrid:
 def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     la, lo = np.radians(lat), np.radians(lon)
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def sphere_tree(cell_lat: np.ndarray, cell_lon: np.ndarray) -> Any:
+    """k-d tree of cell centres (degrees) as unit vectors, for :func:`nearest_on_sphere`."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(_unit_vectors(np.asarray(cell_lat, dtype=np.float64), np.asarray(cell_lon, dtype=np.float64)))
+
+
+def nearest_on_sphere(tree: Any, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest cell of ``tree`` (great circle, sphere of radius 6371 km) for each site (degrees).
+
+    Returns (index (S,) int64, -1 for non-finite coordinates; distance (S,) km, NaN there).
+    """
+    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    idx = np.full(lat.shape, -1, dtype=np.int64)
+    dist = np.full(lat.shape, np.nan)
+    if ok.any():
+        chord, j = tree.query(_unit_vectors(lat[ok], lon[ok]))
+        idx[ok] = j
+        dist[ok] = 2.0 * 6371.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+    return idx, dist
 
 
 def read_covariate_grid(path: str | Path, mapping: Mapping[str, Any] = AFGRID20_MAPPING) -> CovariateGrid:

@@ -235,7 +235,7 @@ class H5Store:
         }
         lp = self.ledger_path(self.path)
         fault_point("ledger_before_write", self.world.rank)
-        write_json_atomic_with_fault(lp, rec)
+        write_json_atomic(lp, rec, before_replace=lambda: fault_point("ledger_before_replace"))
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
@@ -249,18 +249,6 @@ class H5Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def write_json_atomic_with_fault(path: Path, obj: dict) -> None:
-    """:func:`write_json_atomic` with a fault point between writing the temporary file and the rename."""
-    if os.environ.get("PRODAMPI_FAULT"):
-        import json
-
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(obj))
-        fault_point("ledger_before_replace")
-        tmp.unlink(missing_ok=True)
-    write_json_atomic(path, obj)
 
 
 def _collective_write(ds: Any, runs: list[tuple[int, int, int]], data: np.ndarray) -> None:

@@ -150,7 +150,7 @@ def _synthetic(deck: dict, groups: dict) -> dict[str, Any]:
     valid_cell = p["valid_cell"][rows]
     forcing = world.forcing.take(valid_cell)
     groups["profiles"] = prof.to_arrays()
-    groups["profiles_truth"] = _profile_truth(p, rows, table, prof)
+    groups["profiles_truth"] = _profile_truth(p, rows, prof)
     groups["ledger"] = res.ledger.to_arrays()
     ok, reasons = forcing.check()
     groups["sites"] = {
@@ -196,21 +196,20 @@ def synthetic_profile_table(p: dict[str, np.ndarray]) -> Any:
                         input_profile_ids=list(ids), profile_row=np.arange(P, dtype=np.int64))
 
 
-def _profile_truth(p: dict, rows: np.ndarray, table: Any, prof: Any) -> dict[str, np.ndarray]:
-    """Noise-free SOC at the kept layers, matched by (profile, top, bottom)."""
-    out = {}
+def _profile_truth(p: dict, rows: np.ndarray, prof: Any) -> dict[str, np.ndarray]:
+    """Noise-free SOC (g C m-3) at the kept layers, matched to the world's layers by (profile, top, bottom)."""
     n = p["n_layers"].astype(np.int64)
-    for key in ("truth_g_m3", "truth_clm5_g_m3", "truth_compas_g_m3"):
-        vals = np.full(prof.n_layers, np.nan)
-        for j, r in enumerate(rows):
-            a, b = prof.offsets[j], prof.offsets[j + 1]
-            tops, bots = p["top_cm"][r, : n[r]], p["bottom_cm"][r, : n[r]]
-            for k in range(a, b):
-                hit = np.flatnonzero((tops == prof.top_cm[k]) & (bots == prof.bottom_cm[k]))
-                if hit.size:
-                    vals[k] = p[key][r, hit[0]]
-        out[key.replace("_g_m3", "") + "_g_m3"] = vals
-    return out
+    mask = np.arange(p["top_cm"].shape[1])[None, :] < n[:, None]
+    r, c = np.nonzero(mask)
+    where = {(int(a), float(t), float(b)): (int(a), int(k))
+             for a, k, t, b in zip(r, c, p["top_cm"][mask], p["bottom_cm"][mask])}
+    kept_row = np.repeat(rows, np.diff(prof.offsets))
+    hits = [where.get((int(a), float(t), float(b))) for a, t, b in zip(kept_row, prof.top_cm, prof.bottom_cm)]
+    found = np.array([h is not None for h in hits], dtype=bool)
+    rr = np.array([h[0] if h else 0 for h in hits], dtype=np.int64)
+    cc = np.array([h[1] if h else 0 for h in hits], dtype=np.int64)
+    return {key: np.where(found, p[key][rr, cc], np.nan) if hits else np.zeros(0)
+            for key in ("truth_g_m3", "truth_clm5_g_m3", "truth_compas_g_m3")}
 
 
 def _tables(deck: dict, groups: dict) -> dict[str, Any]:
@@ -306,12 +305,9 @@ def _forcing_from_world_climate(deck: dict, lat: np.ndarray, lon: np.ndarray
     land = w.land
     if lat.size == 0:
         return _empty_forcing(), np.zeros(0, dtype=np.int64), np.zeros((0, 0)), list(w.covariate_names)
-    # nearest land cell by great-circle distance (unit vectors)
-    def unit(la: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        la, lo = np.radians(la), np.radians(lo)
-        return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
+    from ..io.readers import nearest_on_sphere, sphere_tree
 
-    cells = np.argmax(unit(lat, lon) @ unit(land["lat"], land["lon"]).T, axis=1)
+    cells, _ = nearest_on_sphere(sphere_tree(land["lat"], land["lon"]), lat, lon)  # great-circle nearest land
     forcing = forcing_from_climate(lat, t_air_monthly_c=land["ta_c"][cells], precip_monthly_mm=land["pr_mm"][cells],
                                    npp_gc_m2_yr=land["npp_gc_m2_yr"][cells], forest_fraction=land["forest"][cells],
                                    depth_to_bedrock_m=land["dtb_m"][cells], wetland=land["wetland"][cells],
