@@ -2,7 +2,7 @@
 """Benchmark the soil models' steady-state solvers on one core (thin wrapper of prodampi.soil.bench).
 
     python tools/bench_models.py --quick --json
-    python tools/bench_models.py --models clm5 --batch-sizes 1,64,4096
+    python tools/bench_models.py --models clm5 --batch-sizes 1,64,4096 --preset textbook
 """
 
 import os

@@ -1,8 +1,9 @@
 """Throughput benchmark of the soil models' steady-state solvers (fast batched path vs dense reference).
 
-For each registered model (:data:`prodampi.soil.MODELS`) and batch size ``B``: a synthetic forcing for ``B``
-sites and ``B`` random parameter vectors (uniform in normalized space) are drawn, the model is prepared once
-(not timed), and
+For each registered model (:data:`prodampi.soil.MODELS`, configured by a preset, default ``paper``) and batch
+size ``B``: a synthetic forcing for ``B`` sites (:func:`prodampi.testing.forcing.random_forcing`, the
+generator the tests use, without zero-input sites) and ``B`` random parameter vectors (uniform in normalized
+space) are drawn, the model is prepared once (not timed), and
 
 * ``evals_per_s``: ``B`` / best CPU time of one ``steady_state`` call (steady-state evaluations per second
   per core; CPU time of this process is used so that the figure is meaningful on a shared machine, the
@@ -19,7 +20,7 @@ OPENBLAS_NUM_THREADS=1``, as ``tools/bench_models.py`` does, so that the dense L
 too).  Usage::
 
     python -m prodampi.soil.bench --quick --json
-    python tools/bench_models.py --models clm5 --batch-sizes 1,64,4096
+    python tools/bench_models.py --models clm5 --batch-sizes 1,64,4096 --preset textbook
 """
 
 from __future__ import annotations
@@ -33,46 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .forcing import Forcing
-from .layers import N_LAYERS, ZSOI_M
-
-__all__ = ["run_bench", "synthetic_forcing", "main"]
-
-
-def synthetic_forcing(rng: np.random.Generator, n_sites: int) -> Forcing:
-    """Plausible random forcing for ``n_sites`` sites (benchmarks; tests use their own richer generator).
-
-    A quarter of the sites are permafrost (active layer 0.2-2 m, some frozen months), a quarter have shallow
-    bedrock; temperatures 255-300 K with a damped seasonal cycle; W, O, FPI scalars in (0, 1]; litter inputs
-    50-1500 g C m-2 yr-1.
-
-    Parameters
-    ----------
-    rng : numpy Generator
-    n_sites : int
-
-    Returns
-    -------
-    Forcing
-    """
-    s = n_sites
-    months = np.arange(12)
-    perm = rng.random(s) < 0.25
-    t0 = np.where(perm, rng.uniform(255.0, 273.0, s), rng.uniform(273.0, 300.0, s))
-    season = np.sin(2 * np.pi * months / 12.0 + rng.uniform(0, 2 * np.pi, s)[:, None])
-    damp = np.exp(-ZSOI_M[:N_LAYERS][None, :] / rng.uniform(0.5, 3.0, s)[:, None])
-    tsoi = t0[:, None, None] + rng.uniform(0, 12, s)[:, None, None] * damp[:, :, None] * season[:, None, :]
-    shape = (s, N_LAYERS, 12)
-    w = np.clip(rng.uniform(0.1, 1.0, (s, 1, 1)) * rng.uniform(0.7, 1.2, shape), 0.0, 1.0)
-    o = np.clip(rng.uniform(0.8, 1.05, shape), 0.0, 1.0)
-    fpi = np.clip(rng.uniform(0.3, 1.0, (s, 1, 1)) * rng.uniform(0.8, 1.1, shape), 0.0, 1.0)
-    alt = np.where(perm[:, None], rng.uniform(0.2, 2.0, (s, 1)) * np.clip(season + 0.5, 0.0, 1.0),
-                   rng.uniform(3.0, 10.0, (s, 12)))
-    nb = np.where(rng.random(s) < 0.25, rng.integers(3, N_LAYERS, s), N_LAYERS)
-    total = rng.uniform(50.0, 1500.0, s)
-    inputs = total[:, None] * rng.dirichlet([1.0, 2.0, 2.0, 1.0], s)
-    return Forcing(tsoi_k=tsoi, w_scalar=w, o_scalar=o, fpi=fpi, altmax_m=alt, altmax_lastyear_m=alt,
-                   nbedrock=nb, litter_input=inputs)
+__all__ = ["run_bench", "main"]
 
 
 def _best_time(fn, min_time: float, min_repeats: int = 3, max_repeats: int = 200) -> tuple[float, float]:
@@ -93,28 +55,34 @@ def _best_time(fn, min_time: float, min_repeats: int = 3, max_repeats: int = 200
     return best_cpu, best_wall
 
 
-def _bench_model(name: str, batch_sizes: Sequence[int], quick: bool, seed: int) -> dict:
+def _forcing(rng: np.random.Generator, n_sites: int):
+    from ..testing.forcing import random_forcing
+
+    return random_forcing(rng, n_sites, zero_input_frac=0.0)
+
+
+def _bench_model(name: str, batch_sizes: Sequence[int], quick: bool, seed: int, preset: str = "paper") -> dict:
     from . import get_model
 
-    model = get_model(name)
+    model = get_model(name, preset)
     table = model.params
     rng = np.random.default_rng(seed)
     min_time = 0.2 if quick else 1.0
     n_dense = 4 if quick else 20
     out: dict = {}
     # dense reference rate, once per model, on a small sample
-    forc_d = synthetic_forcing(rng, n_dense)
+    forc_d = _forcing(rng, n_dense)
     theta_d = table.to_physical(rng.uniform(0.05, 0.95, (n_dense, len(table))))
     model.steady_state_reference(theta_d[:1], forc_d.take(slice(0, 1)))  # warm-up (imports)
     t_dense, _ = _best_time(lambda: model.steady_state_reference(theta_d, forc_d), min_time, min_repeats=2)
     dense_rate = n_dense / t_dense
     for b in batch_sizes:
-        forc = synthetic_forcing(rng, b)
+        forc = _forcing(rng, b)
         theta = table.to_physical(rng.uniform(0.05, 0.95, (b, len(table))))
         prep = model.prepare(forc)
         model.steady_state(theta, prep)  # warm-up
         t, t_wall = _best_time(lambda: model.steady_state(theta, prep), min_time)  # noqa: B023
-        fresh = get_model(name)  # a new instance, so that scratch buffers kept by the model are counted
+        fresh = get_model(name, preset)  # a new instance, so that scratch buffers kept by the model are counted
         tracemalloc.start()
         fresh.steady_state(theta, prep)
         peak = tracemalloc.get_traced_memory()[1]
@@ -132,7 +100,7 @@ def _bench_model(name: str, batch_sizes: Sequence[int], quick: bool, seed: int) 
 
 
 def run_bench(models: Sequence[str] = ("clm5", "compas"), batch_sizes: Sequence[int] = (1, 64, 4096),
-              quick: bool = False, seed: int = 0) -> dict:
+              quick: bool = False, seed: int = 0, preset: str = "paper") -> dict:
     """Measure steady-state throughput of each model (see the module docstring).
 
     Parameters
@@ -145,6 +113,8 @@ def run_bench(models: Sequence[str] = ("clm5", "compas"), batch_sizes: Sequence[
         Shorter timing loops and a smaller dense sample (whole run well under a minute).
     seed : int
         Seed of the synthetic forcing and parameters.
+    preset : str
+        Model preset (:data:`prodampi.soil.PRESETS`).
 
     Returns
     -------
@@ -156,7 +126,7 @@ def run_bench(models: Sequence[str] = ("clm5", "compas"), batch_sizes: Sequence[
     result: dict = {}
     for name in models:
         try:
-            result[name] = _bench_model(name, batch_sizes, quick, seed)
+            result[name] = _bench_model(name, batch_sizes, quick, seed, preset)
         except Exception as exc:  # report and go on with the other models
             result[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return result
@@ -176,7 +146,7 @@ def _format(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m prodampi.soil.bench [--quick] [--json] [--models a,b] [--batch-sizes]``."""
-    from . import MODELS
+    from . import MODELS, PRESETS
 
     ap = argparse.ArgumentParser(prog="prodampi.soil.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated model names (default: all)")
@@ -184,10 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short run (< 1 minute)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="paper", choices=PRESETS, help="model preset (default: paper)")
     a = ap.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
     sizes = [int(b) for b in a.batch_sizes.split(",") if b]
-    res = run_bench(models, sizes, quick=a.quick, seed=a.seed)
+    res = run_bench(models, sizes, quick=a.quick, seed=a.seed, preset=a.preset)
     print(json.dumps(res, indent=2) if a.json else _format(res))
     return 0 if all("error" not in v for v in res.values()) else 1
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import BAD_FORCING, NEGATIVE, NONFINITE, OK, SINGULAR, SoilModel, SteadyState
 from .forcing import Forcing
 from .layers import DZ_M, N_LAYERS, ZISOI_M, ZSOI_M
+from .options import RCOND_MIN, SoilOptions
 from .params import Param, ParamTable
 from .solvers import BlockTridiagonalLU, TridiagonalLU
 from .transport import (
@@ -42,7 +44,8 @@ from .transport import (
     transport_matrix_reference,
 )
 
-__all__ = ["CLM5_PARAMS", "CLM5_RELEASE_VALUES", "CLM5Model", "CLM5Prepared", "fs1s2_clm5_default"]
+__all__ = ["CLM5_PARAMS", "CLM5_RELEASE_VALUES", "CLM5Model", "CLM5Options", "CLM5Prepared", "RCOND_MIN",
+           "fs1s2_clm5_default"]
 
 # ------------------------------------------------------------------------------------------ parameters
 SECONDS_PER_YEAR = 365.0 * 86400.0
@@ -139,8 +142,54 @@ POOLS = ("cwd", "l1", "l2", "l3", "s1", "s2", "s3")
 _I = {n: i for i, n in enumerate(CLM5_PARAMS.names)}
 _DZ = DZ_M[:N_LAYERS]
 _ZSOI = ZSOI_M[:N_LAYERS]
-RCOND_MIN = float(np.finfo(np.float64).eps)
-"""MATLAB's "nearly singular" threshold on the 1-norm reciprocal condition estimate (2.2e-16)."""
+
+
+# ------------------------------------------------------------------------------------------ options
+@dataclass(frozen=True)
+class CLM5Options(SoilOptions):
+    """Options of :class:`CLM5Model` (the shared vocabulary of :mod:`prodampi.soil.options`).
+
+    Attributes
+    ----------
+    bedrock : {"compat", "conservative"}, default "compat"
+        Transport at the bedrock (:mod:`prodampi.soil.transport`).  "compat" reproduces PRODA's leaky
+        bottom at layer nbedrock+1 (``clm5.md`` §4.5.4; carbon is lost there, reported as ``bottom_leak``);
+        "conservative" closes it (zero flux to 1e-30).
+    negative_pools : {"clip", "fail"}, default "clip"
+        PRODA sets negative pools of the 140 x 140 solve to 0 and reports success ("clip").  "fail": items
+        with any negative pool get status NEGATIVE.
+    singular : {"rcond", "pivot"}, default "rcond"
+        "rcond": PRODA's DA rejects solves for which MATLAB warns "nearly singular", i.e. the 1-norm
+        reciprocal condition number of the 140 x 140 matrix is below ``rcond_min`` (``clm5.md`` §5.3); such
+        items get status SINGULAR.  The fast path computes this rcond exactly from one transposed solve
+        (the matrix is an M-matrix, so its inverse is nonnegative and ``||M^-1||_1 = max(M^-T 1)``; LAPACK's
+        ``gecon`` estimator is exact for such matrices) and returns it as diagnostic ``rcond``.  "pivot":
+        only zero pivots fail (the structured solve is accurate regardless of conditioning; diagnostic
+        ``rcond`` is NaN on the fast path).
+    rcond_min : float, default :data:`~prodampi.soil.options.RCOND_MIN` (2.22e-16)
+        Threshold of the rcond rule (machine epsilon, MATLAB's).
+    nonfinite : {"nan", "keep"}, default "nan"
+        Items with a NaN/Inf pool get status NONFINITE; "nan" blanks all their pools, "keep" returns them.
+        CLM5's default blanks them: the structured solve's non-finite entries need not match the dense
+        solve's entry by entry (CLM5 has no 0/0 in its closed form; a non-finite solve means NaN forcing or
+        parameters).
+    chunk_size : int, default 4096
+        Items solved per vectorised pass (large batches are processed in chunks to keep the temporaries in
+        cache; results do not depend on it).
+
+    Presets: ``paper`` = the defaults above; ``textbook`` (``clm5.md`` §11 "clean" mode) = conservative
+    bedrock, no rcond penalty (``singular="pivot"``), negative pools flagged (``negative_pools="fail"``).
+    """
+
+    model: ClassVar[str] = "clm5"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "textbook": {"bedrock": "conservative", "singular": "pivot", "negative_pools": "fail"},
+    }
+    renamed: ClassVar[dict[str, str]] = {
+        "rcond_check": "singular ('rcond' = rcond_check True, 'pivot' = False)",
+        "clip_negative": "negative_pools ('clip' = clip_negative True, 'fail' = False)",
+    }
 
 
 # ------------------------------------------------------------------------------------------ prepared
@@ -171,6 +220,8 @@ class CLM5Prepared:
         :meth:`Forcing.check` result; bad sites get status BAD_FORCING.
     forcing_reasons : list of str
         Reason per site ('' where ok).
+    bedrock : str
+        Bedrock option the transport basis was built with.
     """
 
     forcing: Forcing
@@ -183,6 +234,7 @@ class CLM5Prepared:
     inputs: np.ndarray
     forcing_ok: np.ndarray
     forcing_reasons: list
+    bedrock: str = "compat"
 
     @property
     def n_sites(self) -> int:
@@ -233,25 +285,12 @@ class CLM5Model(SoilModel):
 
     Parameters
     ----------
-    bedrock : {"compat", "conservative"}, default "compat"
-        Transport at the bedrock (:mod:`prodampi.soil.transport`).  "compat" reproduces PRODA's leaky
-        bottom at layer nbedrock+1 (``clm5.md`` §4.5.4; carbon is lost there, reported as ``bottom_leak``);
-        "conservative" closes it (zero flux to 1e-30).
-    clip_negative : bool, default True
-        PRODA sets negative pools to 0 after the solve and reports success (compat).  False: items with any
-        negative pool get status NEGATIVE.
-    rcond_check : bool, default True
-        PRODA's DA rejects solves for which MATLAB warns "nearly singular", i.e. the 1-norm reciprocal
-        condition number of the 140 x 140 matrix is below ``rcond_min`` (``clm5.md`` §5.3).  When True, such
-        items get status SINGULAR.  The fast path computes this rcond exactly from one transposed solve
-        (the matrix is an M-matrix, so its inverse is nonnegative and ``||M^-1||_1 = max(M^-T 1)``; LAPACK's
-        ``gecon`` estimator is exact for such matrices).  The value is always returned as diagnostic
-        ``rcond``.  False: only zero pivots / non-finite results fail.
-    rcond_min : float, default 2.22e-16
-        Threshold of the rcond check (machine epsilon, MATLAB's).
-    chunk_size : int, default 4096
-        Items solved per vectorised pass (large batches are processed in chunks to keep the temporaries in
-        cache; results do not depend on it).
+    options : CLM5Options or None
+        The options record; None builds it from ``preset``.
+    preset : {"paper", "textbook"} or None
+        Named preset (default "paper", the authors' code); see :class:`CLM5Options`.
+    **overrides
+        Fields of :class:`CLM5Options` replacing the preset's (e.g. ``bedrock="conservative"``).
 
     Notes
     -----
@@ -260,30 +299,22 @@ class CLM5Model(SoilModel):
     input profile is used for CWD and the three litter pools, and all input goes to layer 1 unless all 12
     ALTMAX_LASTYEAR > 0; the same transport operator acts on L1-L3 and S1-S3 (CWD does not move).
     Status codes (:mod:`prodampi.soil.base`): BAD_FORCING (site failed :meth:`Forcing.check`), SINGULAR
-    (zero pivot, or rcond below ``rcond_min`` when ``rcond_check``), NONFINITE, NEGATIVE (only when
-    ``clip_negative`` is False).  Failed items have NaN pools and diagnostics except ``input``/``rcond``.
+    (zero pivot, or rcond below ``rcond_min`` when ``singular="rcond"``), NONFINITE, NEGATIVE (only when
+    ``negative_pools="fail"``).  Failed items have NaN pools and diagnostics except ``input``/``rcond``
+    (NONFINITE items keep their pools when ``nonfinite="keep"``).
     """
 
     name = "clm5"
     params = CLM5_PARAMS
     pool_names = POOLS
     soc_pools = (4, 5, 6)
+    options_class = CLM5Options
+    prepared_class = CLM5Prepared
 
-    def __init__(self, bedrock: str = "compat", clip_negative: bool = True, rcond_check: bool = True,
-                 rcond_min: float = RCOND_MIN, chunk_size: int = 4096) -> None:
-        if bedrock not in ("compat", "conservative"):
-            raise ValueError(f"bedrock must be 'compat' or 'conservative', got {bedrock!r}")
-        self.bedrock = bedrock
-        self.clip_negative = bool(clip_negative)
-        self.rcond_check = bool(rcond_check)
-        self.rcond_min = float(rcond_min)
-        self.chunk_size = int(chunk_size)
+    def __init__(self, options: CLM5Options | None = None, *, preset: str | None = None,
+                 **overrides: Any) -> None:
+        super().__init__(options, preset=preset, **overrides)
         self._tls = threading.local()  # scratch buffers, one set per thread
-
-    def __repr__(self) -> str:
-        return (f"CLM5Model(bedrock={self.bedrock!r}, clip_negative={self.clip_negative}, "
-                f"rcond_check={self.rcond_check}, rcond_min={self.rcond_min:g}, "
-                f"chunk_size={self.chunk_size})")
 
     # -------------------------------------------------------------------------------------- prepare
     def prepare(self, forcing: Forcing) -> CLM5Prepared:
@@ -315,30 +346,15 @@ class CLM5Model(SoilModel):
             w=np.ascontiguousarray(np.where(valid_s, w, 0.0)),
             o_som=np.ascontiguousarray(o_som),
             o_lit=np.ascontiguousarray(o_lit),
-            basis=transport_basis(forcing, bedrock=self.bedrock),
+            basis=transport_basis(forcing, bedrock=self.options.bedrock),
             thawed=thawed_all_year(forcing),
             inputs=np.asarray(forcing.litter_input, dtype=np.float64),
             forcing_ok=ok,
             forcing_reasons=reasons,
+            bedrock=self.options.bedrock,
         )
 
     # -------------------------------------------------------------------------------------- helpers
-    @staticmethod
-    def _check_batch(theta: np.ndarray, n_sites: int, site_index: np.ndarray | None):
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.ndim != 2 or theta.shape[1] != len(CLM5_PARAMS):
-            raise ValueError(f"theta must be (B, {len(CLM5_PARAMS)}), got {theta.shape}")
-        if site_index is None:
-            if theta.shape[0] != n_sites:
-                raise ValueError(f"site_index is None but B={theta.shape[0]} != S={n_sites}")
-            return theta, None
-        site_index = np.asarray(site_index, dtype=np.int64)
-        if site_index.shape != (theta.shape[0],):
-            raise ValueError(f"site_index must be ({theta.shape[0]},), got {site_index.shape}")
-        if site_index.size and (site_index.min() < 0 or site_index.max() >= n_sites):
-            raise ValueError("site_index out of range")
-        return theta, site_index
-
     def _scratch(self, key: str, shape: tuple, n: int) -> np.ndarray:
         """Reusable per-thread scratch array (n, *shape) for the largest temporaries (avoids re-faulting
         fresh memory pages on every call; grows to the largest chunk seen, at most ``chunk_size`` rows)."""
@@ -413,9 +429,10 @@ class CLM5Model(SoilModel):
         solvers.  Arrays are kept layer-first, ``(20, ..., B)``, so each layer step touches contiguous
         vectors.  Large batches are processed in chunks of ``chunk_size`` items.
         """
+        self._check_prepared(prepared)
         theta, sidx = self._check_batch(theta, prepared.n_sites, site_index)
         nbat = theta.shape[0]
-        step = max(1, self.chunk_size)
+        step = self.options.chunk_size
         if nbat <= step:
             return self._solve(theta, prepared, slice(0, nbat) if sidx is None else sidx)
         parts = [self._solve(theta[i:i + step], prepared,
@@ -492,12 +509,12 @@ class CLM5Model(SoilModel):
             # ---- exact 1-norm rcond of the 140 x 140 matrix M = T_full + (I - A) K (an M-matrix);
             # the right-hand-side buffers are free now and are reused as workspace
             rcond = self._rcond(lit, som, kl, k_cwd, gs, ks, sub, main, sup, f, rhs_l, rhs_s) \
-                if self.rcond_check else np.full(nbat, np.nan)
+                if self.options.singular == "rcond" else np.full(nbat, np.nan)
 
             # pivots: CWD rates (its diagonal), then the litter and SOM eliminations
             pivots_ok = np.all(np.isfinite(k_cwd) & (k_cwd != 0.0), axis=0) & lit.ok.all(axis=0) & som.ok
             status = self._status(pl, pivots_ok, rcond, prepared.forcing_ok, sidx)
-            if self.clip_negative:
+            if self.options.negative_pools == "clip":
                 np.maximum(pl, 0.0, out=pl, where=np.isfinite(pl))
 
             # ---- diagnostics (g C m-2 yr-1), from the (clipped) pools
@@ -553,10 +570,10 @@ class CLM5Model(SoilModel):
         """Per-item status from layer-first pools (20, 7, B) (precedence: forcing, pivots, non-finite, rcond,
         negative)."""
         status = np.full(pl.shape[-1], OK, dtype=np.int8)
-        if not self.clip_negative:
+        if self.options.negative_pools == "fail":
             status[np.any(pl < 0.0, axis=(0, 1))] = NEGATIVE
-        if self.rcond_check:
-            status[~(rcond >= self.rcond_min)] = SINGULAR
+        if self.options.singular == "rcond":
+            status[~(rcond >= self.options.rcond_min)] = SINGULAR
         status[~np.all(np.isfinite(pl), axis=(0, 1))] = NONFINITE
         status[~pivots_ok] = SINGULAR
         status[~self._take(forcing_ok, sidx)] = BAD_FORCING
@@ -565,6 +582,8 @@ class CLM5Model(SoilModel):
     def _finish(self, pools: np.ndarray, status: np.ndarray, diag: dict, inputs: np.ndarray,
                 rcond: np.ndarray) -> SteadyState:
         bad = status != OK
+        if self.options.nonfinite == "keep":
+            bad &= status != NONFINITE
         if bad.any():
             pools[bad] = np.nan
             for v in diag.values():
@@ -630,11 +649,15 @@ class CLM5Model(SoilModel):
                 continue
             if not np.all(np.isfinite(x)):
                 status[b] = NONFINITE
+                if self.options.nonfinite == "keep":
+                    if self.options.negative_pools == "clip":
+                        x = np.where(x < 0.0, 0.0, x)
+                    pools[b] = x.reshape(7, N_LAYERS).T
                 continue
-            if self.rcond_check and not rcond >= self.rcond_min:
+            if self.options.singular == "rcond" and not rcond >= self.options.rcond_min:
                 status[b] = SINGULAR
                 continue
-            if self.clip_negative:
+            if self.options.negative_pools == "clip":
                 x = np.where(x < 0.0, 0.0, x)
             elif np.any(x < 0.0):
                 status[b] = NEGATIVE
@@ -713,7 +736,7 @@ class CLM5Model(SoilModel):
             amat[rcv * N_LAYERS + z, don * N_LAYERS + z] = val
         tri = transport_matrix_reference(p["diffus"], p["cryo"], forcing.altmax_m[s],
                                          forcing.altmax_lastyear_m[s], int(forcing.nbedrock[s]),
-                                         bedrock=self.bedrock)
+                                         bedrock=self.options.bedrock)
         vmat = np.zeros((7 * N_LAYERS, 7 * N_LAYERS))
         for ip in range(1, 7):
             vmat[ip * N_LAYERS:(ip + 1) * N_LAYERS, ip * N_LAYERS:(ip + 1) * N_LAYERS] = tri
@@ -768,6 +791,7 @@ class CLM5Model(SoilModel):
         -------
         dict of (B,) arrays
         """
+        self._check_prepared(prepared)
         theta, sidx = self._check_batch(theta, prepared.n_sites, site_index)
         if state is None:
             state = self.steady_state(theta, prepared, sidx)

@@ -29,8 +29,8 @@ mean_m(O) * exp(-zsoi_z / 0.5 m); the N scalar mean_m(FPI) additionally multipli
 whose forcing value is NaN is left out of that layer's monthly mean (``Forcing`` contract; MATLAB's plain
 ``mean`` would make the whole layer NaN).
 
-Quirks reproduced by default (``compas.md`` §11) and their switches, all keyword options of
-:class:`COMPASModel`:
+Quirks reproduced by the ``paper`` preset (``compas.md`` §11) and the fields of :class:`COMPASOptions` that
+switch them:
 
 * Q1: the enzyme turnover time is tau_ENZ = 10^(-3 + 3 kp13), driven by the normalised value of parameter 13
   (``mm_const_assim``), and parameter 11 (``tau4s3``) is sampled but never used (``enzyme_tau_source``).
@@ -38,16 +38,21 @@ Quirks reproduced by default (``compas.md`` §11) and their switches, all keywor
   sign-flipped (``invalid``, ``validity``).
 * Q7: the 10:1 rule is applied as in the DA forward function (``validity="da"``); ``fun_var_decom`` (global
   maps) has no 10:1 rule (``validity="negative"``).
-* Q9: negative litter from round-off is set to 0 before the soil step.
+* Q8: a layer that receives no litter gives 0/0 = NaN for DOC and mSOC (e.g. the deep layers of a permanently
+  frozen site, where all input goes to layer 1 and nothing mixes).  The forward function returns those NaN and
+  keeps every finite layer, as the authors' function does, and flags the item ``NONFINITE``
+  (``nonfinite="keep"``); how much a non-finite evaluation costs is the sampler's decision (the authors' DA
+  scores any NaN in the 20 layers as a failure).  ``nonfinite="nan"`` blanks the whole column instead.
+* Q9: negative litter from round-off is set to 0 before the soil step (``negative_pools="clip"``).
 * Q12: the transport operator leaks at the bedrock interface (``bedrock``).
 * MATLAB's near-singular warning of the dense litter solve (reciprocal 1-norm condition number below machine
-  epsilon) counts as a failure (``singular_check``).
+  epsilon) counts as a failure (``singular="rcond"``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,6 +60,7 @@ from .base import (
     BAD_FORCING,
     INVALID_ANALYTIC,
     INVALID_RATIO,
+    NEGATIVE,
     NONFINITE,
     OK,
     SINGULAR,
@@ -63,6 +69,7 @@ from .base import (
 )
 from .forcing import Forcing
 from .layers import DZ_M, N_LAYERS, ZISOI_M, ZSOI_M, overlap_weights
+from .options import SoilOptions, choice
 from .params import Param, ParamTable
 from .solvers import TridiagonalLU
 from .transport import (
@@ -77,6 +84,7 @@ __all__ = [
     "COMPAS_PARAMS",
     "COMPAS_COMMENT_VALUES",
     "COMPASModel",
+    "COMPASOptions",
     "COMPASPrepared",
     "POOL_NAMES",
     "comment_theta",
@@ -93,8 +101,6 @@ T_REF_K: float = 298.15
 """Reference temperature of the Q10 function (K)."""
 T_FREEZE_K: float = 273.15
 """Freezing point (K); the code's frozen branch is algebraically identical to the unfrozen one."""
-MACHINE_EPS: float = float(np.finfo(np.float64).eps)
-"""MATLAB issues its near-singular warning when the reciprocal condition number is below this."""
 
 POOL_NAMES: tuple[str, ...] = ("CWD", "ML", "CL", "LL", "DOC", "MIC", "ENZ", "mSOC")
 """Pool order of the last axis of ``SteadyState.pools``."""
@@ -227,6 +233,105 @@ def customary_values(para_mean: np.ndarray, valid: np.ndarray | None = None, *,
 _IDX = {name: i for i, name in enumerate(COMPAS_PARAMS.names)}
 
 ENZYME_TAU_SOURCES = ("kp13_log", "kp11_log", "kp11_linear")
+VALIDITY_RULES = ("da", "negative", "none")
+INVALID_CHOICES = ("flip", "nan")
+DEFAULT_CTE_DONORS: tuple[str, ...] = ("ML", "CL", "LL", "DOC", "MIC", "ENZ", "mSOC")
+
+
+@dataclass(frozen=True)
+class COMPASOptions(SoilOptions):
+    """Options of :class:`COMPASModel` (shared vocabulary: :mod:`prodampi.soil.options`).
+
+    Attributes
+    ----------
+    enzyme_tau_source : {"kp13_log", "kp11_log", "kp11_linear"}, default "kp13_log"
+        Which parameter sets the enzyme turnover time (Q1).  As coded it is 10^(-3 + 3 kp13), i.e. the
+        normalised ``mm_const_assim``, and ``tau4s3`` (#11) has no effect.  ``"kp11_log"`` is the inferred
+        intended map on #11; ``"kp11_linear"`` uses ``tau4s3`` (yr) directly.  See
+        :func:`enzyme_turnover_time`.
+    bedrock : {"compat", "conservative"}, default "compat"
+        Transport at the bedrock interface (Q12): "compat" reproduces the non-conservative one-sided exchange
+        of layer nbedrock + 1 with the layer below (reported as ``bottom_leak``); "conservative" closes it.
+    negative_pools : {"clip", "fail"}, default "clip"
+        Negative entries of the litter solve (round-off): set to 0 before the soil step (Q9, "clip"), or the
+        item gets status ``NEGATIVE`` ("fail").  Negative *soil* pools of the closed form are an invalid
+        state (``validity``).
+    singular : {"rcond", "pivot"}, default "rcond"
+        "rcond" flags an item ``SINGULAR`` where MATLAB's dense litter solve would warn: exact 1-norm
+        reciprocal condition number of the 80x80 litter matrix below ``rcond_min`` (computed cheaply from
+        one extra transposed solve with the same tridiagonal factors: the matrix is an M-matrix, so its
+        inverse is nonnegative and ||N^-1||_1 = max(N^-T 1)).  MATLAB's LAPACK estimate is a lower bound of
+        the same norm, so borderline items (rcond within a few per cent of 2.2e-16) may differ.
+        "pivot" flags only zero/non-finite rates or pivots; the structured solve is accurate regardless of
+        conditioning.
+    rcond_min : float, default :data:`~prodampi.soil.options.RCOND_MIN` (2.22e-16)
+        Threshold of the rcond rule.
+    nonfinite : {"keep", "nan"}, default "keep"
+        Items with any non-finite pool (a layer with no litter gives 0/0) get status ``NONFINITE``.
+        "keep" (paper) returns what the authors' function returns: finite layers kept, NaN only where
+        undefined (and the sign flip applied as MATLAB does, ignoring NaN).  "nan" blanks all their pools
+        (Q8 fix, treat any non-finite node as failure).
+    validity : {"da", "negative", "none"}, default "da"
+        Which states are invalid (``compas.md`` §5.5): "da" = any negative pool **or** column total soil C /
+        MIC stock below ``min_ratio`` (``matrix_fun.m``, used by the DA and recovery); "negative" = any
+        negative pool only (``fun_var_decom.m``, global maps); "none" = never (diagnostic use).
+    invalid : {"flip", "nan"}, default "flip"
+        What an invalid item returns (Q6).  "flip" (PRODA-compatible) negates every positive pool and SOC
+        value so the DA can still score the flipped profile; "nan" (textbook) returns NaN.  The status code is
+        ``INVALID_ANALYTIC`` (negative pool: the closed form has no positive solution) or ``INVALID_RATIO``
+        (10:1 rule) either way.
+    min_ratio : float, default 10.0
+        Threshold of the total-soil-C / MIC column-stock rule.
+    components_variant : {"gcb", "legacy"}, default "gcb"
+        Definitions used by :meth:`COMPASModel.components` for the main keys (paper Eqs 10-14 vs the
+        Nature-2023 ``fun_bulk_process.m``); both are always returned with suffixes ``_gcb`` and ``_legacy``.
+    v_weight : {"litter", "soc"}, default "litter"
+        Stock weighting of V_system (``compas.md`` §8.2.4; litter = legacy, soc = paper Eq 12).
+    cte_donors : tuple of str, default ("ML", "CL", "LL", "DOC", "MIC", "ENZ", "mSOC")
+        Donor pools of the GCB CTE_system (CWD excluded as in the CLM5 port).
+    k_pools : tuple of str or None, default None
+        Pools of the GCB K_system; None = same as ``cte_donors``.
+    chunk_size : int, default 512
+        Items processed together by the fast path (performance only; results do not depend on it).
+
+    Presets: ``paper`` = the defaults above (the authors' ``matrix_fun.m``); ``textbook`` = tau_ENZ from #11
+    (log map), conservative bedrock, invalid states and non-finite items returned as NaN, no
+    condition-number failures.
+    """
+
+    nonfinite: str = choice("keep", ("keep", "nan"))
+    chunk_size: int = 512
+    enzyme_tau_source: str = choice("kp13_log", ENZYME_TAU_SOURCES)
+    validity: str = choice("da", VALIDITY_RULES)
+    invalid: str = choice("flip", INVALID_CHOICES)
+    min_ratio: float = 10.0
+    components_variant: str = choice("gcb", ("gcb", "legacy"))
+    v_weight: str = choice("litter", ("litter", "soc"))
+    cte_donors: tuple[str, ...] = DEFAULT_CTE_DONORS
+    k_pools: tuple[str, ...] | None = None
+
+    model: ClassVar[str] = "compas"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "textbook": {"enzyme_tau_source": "kp11_log", "bedrock": "conservative", "invalid": "nan",
+                     "singular": "pivot", "nonfinite": "nan"},
+    }
+    renamed: ClassVar[dict[str, str]] = {"singular_check": "singular ('rcond' | 'pivot')"}
+
+    def _validate(self) -> None:
+        self._set("min_ratio", self._number("min_ratio", lo=0.0))
+        for name in ("cte_donors", "k_pools"):
+            pools = getattr(self, name)
+            if pools is None and name == "k_pools":
+                continue
+            if isinstance(pools, str) or not all(isinstance(p, str) for p in (pools or ())):
+                raise ValueError(f"compas option {name}={pools!r} is not allowed; allowed values: a tuple of "
+                                 f"pool names from {', '.join(POOL_NAMES)}")
+            bad = [p for p in pools if p not in POOL_NAMES]
+            if bad or not pools:
+                raise ValueError(f"compas option {name}={pools!r} is not allowed; unknown or no pool(s) "
+                                 f"{bad}; allowed pools: {', '.join(POOL_NAMES)}")
+            self._set(name, tuple(pools))
 
 
 def enzyme_turnover_time(theta: np.ndarray, source: str = "kp13_log") -> np.ndarray:
@@ -363,17 +468,18 @@ def _rates(theta: np.ndarray, enzyme_tau_source: str) -> _Rates:
     d = DAYS_PER_YEAR
     tau_e = enzyme_turnover_time(t, enzyme_tau_source)[:, None]
     p1, p2, p3, c1, c2 = col("pl1s1"), col("pl2s1"), col("pl3s4"), col("l1_cue"), col("l2l3_cue")
-    return _Rates(
-        bio=t[:, _IDX["bio"]], cryo=t[:, _IDX["cryo"]], ln_q10=np.log(t[:, _IDX["q10"]]),
-        w=t[:, _IDX["w_scaling"]], beta=t[:, _IDX["beta"]],
-        k_cwd=1.0 / (d * col("tau4cwd")), k_ml=1.0 / (d * col("tau4l1")), k_cl=1.0 / (d * col("tau4l2")),
-        v_assim=1.0 / (d * col("tau4s1")), k_death=1.0 / (d * col("tau4s2_death")),
-        k_enz=1.0 / (d * col("tau4s2_enz")), k_e=1.0 / (d * tau_e), v_decom=1.0 / (d * col("tau4s4")),
-        km_assim=col("mm_const_assim"), km_decom=col("mm_const_decom"), f_cwd=col("fcwdl2"),
-        p1=p1, p2=p2, p3=p3, c1=c1, c2=c2, eps=col("mic_cue"), pd=col("pdeath2soc"), tau_enzyme=tau_e,
-        mic_ml=(1.0 - p1) * c1, mic_cl=(1.0 - p2) * c2, mic_ll=(1.0 - p3) * c2,
-        resp_ml=(1.0 - p1) * (1.0 - c1), resp_cl=(1.0 - p2) * (1.0 - c2), resp_ll=(1.0 - p3) * (1.0 - c2),
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero turnover times: infinite rates, SINGULAR
+        return _Rates(
+            bio=t[:, _IDX["bio"]], cryo=t[:, _IDX["cryo"]], ln_q10=np.log(t[:, _IDX["q10"]]),
+            w=t[:, _IDX["w_scaling"]], beta=t[:, _IDX["beta"]],
+            k_cwd=1.0 / (d * col("tau4cwd")), k_ml=1.0 / (d * col("tau4l1")), k_cl=1.0 / (d * col("tau4l2")),
+            v_assim=1.0 / (d * col("tau4s1")), k_death=1.0 / (d * col("tau4s2_death")),
+            k_enz=1.0 / (d * col("tau4s2_enz")), k_e=1.0 / (d * tau_e), v_decom=1.0 / (d * col("tau4s4")),
+            km_assim=col("mm_const_assim"), km_decom=col("mm_const_decom"), f_cwd=col("fcwdl2"),
+            p1=p1, p2=p2, p3=p3, c1=c1, c2=c2, eps=col("mic_cue"), pd=col("pdeath2soc"), tau_enzyme=tau_e,
+            mic_ml=(1.0 - p1) * c1, mic_cl=(1.0 - p2) * c2, mic_ll=(1.0 - p3) * c2,
+            resp_ml=(1.0 - p1) * (1.0 - c1), resp_cl=(1.0 - p2) * (1.0 - c2), resp_ll=(1.0 - p3) * (1.0 - c2),
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -498,59 +604,27 @@ def _q10_series(dt: np.ndarray, tol: float = 1e-17, max_terms: int = 80) -> tupl
 class COMPASModel(SoilModel):
     """COMPAS soil model with batched analytic steady state (``compas.md``).
 
-    All options are keyword-only switches.  The defaults reproduce the authors' DA forward function
-    ``matrix_fun.m`` ("PRODA-compatible"); :meth:`textbook` gives the corrected set.
-
     Parameters
     ----------
-    enzyme_tau_source : {"kp13_log", "kp11_log", "kp11_linear"}, default "kp13_log"
-        Which parameter sets the enzyme turnover time (Q1).  As coded it is 10^(-3 + 3 kp13), i.e. the
-        normalised ``mm_const_assim``, and ``tau4s3`` (#11) has no effect.  ``"kp11_log"`` is the inferred
-        intended map on #11; ``"kp11_linear"`` uses ``tau4s3`` (yr) directly.  See
-        :func:`enzyme_turnover_time`.
-    bedrock : {"compat", "conservative"}, default "compat"
-        Transport at the bedrock interface (Q12): "compat" reproduces the non-conservative one-sided exchange
-        of layer nbedrock + 1 with the layer below (reported as ``bottom_leak``); "conservative" closes it.
-    validity : {"da", "negative", "none"}, default "da"
-        Which states are invalid (``compas.md`` §5.5): "da" = any negative pool **or** column total soil C /
-        MIC stock below ``min_ratio`` (``matrix_fun.m``, used by the DA and recovery); "negative" = any
-        negative pool only (``fun_var_decom.m``, global maps); "none" = never (diagnostic use).
-    invalid : {"flip", "nan"}, default "flip"
-        What an invalid item returns (Q6).  "flip" (PRODA-compatible) negates every positive pool and SOC
-        value so the DA can still score the flipped profile; "nan" (textbook) returns NaN.  The status code is
-        ``INVALID_ANALYTIC`` (negative pool: the closed form has no positive solution) or ``INVALID_RATIO``
-        (10:1 rule) either way.
-    singular_check : {"rcond", "pivot"}, default "rcond"
-        "rcond" flags an item ``SINGULAR`` where MATLAB's dense litter solve would warn: exact 1-norm
-        reciprocal condition number of the 80x80 litter matrix below machine epsilon (computed cheaply from
-        one extra transposed solve with the same tridiagonal factors: the matrix is an M-matrix, so its
-        inverse is nonnegative and ||N^-1||_1 = max(N^-T 1)).  MATLAB's LAPACK estimate is a lower bound of
-        the same norm, so borderline items (rcond within a few per cent of 2.2e-16) may differ.
-        "pivot" (textbook) flags only zero/non-finite rates or pivots; the structured solve is accurate
-        regardless of conditioning.
-    nonfinite : {"nan", "keep"}, default "nan"
-        Items with any non-finite pool (e.g. a layer with no litter gives 0/0) get status ``NONFINITE``;
-        "nan" makes all their pools NaN (Q8 fix: treat any non-finite node as failure), "keep" returns the
-        raw values (MATLAB returns them and the DA ignores NaN nodes away from observations).
-    min_ratio : float, default 10.0
-        Threshold of the total-soil-C / MIC column-stock rule.
-    components_variant : {"gcb", "legacy"}, default "gcb"
-        Definitions used by :meth:`components` for the main keys (paper Eqs 10-14 vs the Nature-2023
-        ``fun_bulk_process.m``); both are always returned with suffixes ``_gcb`` and ``_legacy``.
-    v_weight : {"litter", "soc"}, default "litter"
-        Stock weighting of V_system (``compas.md`` §8.2.4; litter = legacy, soc = paper Eq 12).
-    cte_donors : tuple of str, default ("ML", "CL", "LL", "DOC", "MIC", "ENZ", "mSOC")
-        Donor pools of the GCB CTE_system (CWD excluded as in the CLM5 port).
-    k_pools : tuple of str or None, default None
-        Pools of the GCB K_system; None = same as ``cte_donors``.
-    chunk_size : int, default 512
-        Items processed together by the fast path (performance only; results do not depend on it).
+    options : COMPASOptions or None
+        The options record; None builds it from ``preset``.
+    preset : {"paper", "textbook"} or None
+        Named preset (default "paper": the authors' DA forward function ``matrix_fun.m``); see
+        :class:`COMPASOptions`.
+    **overrides
+        Fields of :class:`COMPASOptions` replacing the preset's (e.g. ``validity="negative"``).
 
     Notes
     -----
     Status codes per item (``prodampi.soil.base``), in order of precedence: ``BAD_FORCING`` (site failed
-    :meth:`Forcing.check`), ``SINGULAR``, ``NONFINITE``, ``INVALID_ANALYTIC``, ``INVALID_RATIO``.  Items with the
-    first three have NaN pools (unless ``nonfinite="keep"``).  The batch never raises for bad items.
+    :meth:`Forcing.check`), ``SINGULAR``, ``NONFINITE``, ``NEGATIVE`` (litter, ``negative_pools="fail"``),
+    ``INVALID_ANALYTIC``, ``INVALID_RATIO``.  ``BAD_FORCING``, ``SINGULAR`` and ``NEGATIVE`` items have NaN
+    pools; ``NONFINITE`` items hold the raw pools (NaN only where undefined) unless ``nonfinite="nan"``.  The
+    batch never raises for bad items.
+
+    The validity rule is evaluated as MATLAB does, ignoring NaN: a NaN pool is not negative and a NaN column
+    stock does not fail the 10:1 rule.  So a ``NONFINITE`` item with ``nonfinite="keep"`` is sign-flipped
+    (``invalid="flip"``) or blanked (``invalid="nan"``) exactly when one of its finite pools is negative.
 
     Diagnostics (g C m-2 yr-1 unless stated), computed from the unflipped pools:
     ``input`` (sum of the four litter inputs), ``respiration`` (litter + soil CO2), ``bottom_leak`` (net
@@ -560,7 +634,7 @@ class COMPASModel(SoilModel):
     ``soil_input`` (litter -> soil flux),
     ``soc_stock`` (column total soil C, flipped like the pools), ``stocks`` (B, 8) column stock per pool,
     ``mic_ratio`` (total soil C / MIC column stock, 1), ``fails_ratio_rule`` (bool, mic_ratio < min_ratio,
-    set whatever ``validity`` is, Q7) and ``rcond`` (1) in rcond mode.
+    set whatever ``validity`` is, Q7) and ``rcond`` (1; NaN on the fast path with ``singular="pivot"``).
     At steady state ``respiration + bottom_leak = input``.
     """
 
@@ -568,68 +642,14 @@ class COMPASModel(SoilModel):
     params = COMPAS_PARAMS
     pool_names = POOL_NAMES
     soc_pools = (4, 5, 6, 7)
+    options_class = COMPASOptions
+    prepared_class = COMPASPrepared
 
-    def __init__(
-        self,
-        *,
-        enzyme_tau_source: str = "kp13_log",
-        bedrock: str = "compat",
-        validity: str = "da",
-        invalid: str = "flip",
-        singular_check: str = "rcond",
-        nonfinite: str = "nan",
-        min_ratio: float = 10.0,
-        components_variant: str = "gcb",
-        v_weight: str = "litter",
-        cte_donors: tuple[str, ...] = ("ML", "CL", "LL", "DOC", "MIC", "ENZ", "mSOC"),
-        k_pools: tuple[str, ...] | None = None,
-        chunk_size: int = 512,
-    ) -> None:
-        choices = {
-            "enzyme_tau_source": (enzyme_tau_source, ENZYME_TAU_SOURCES),
-            "bedrock": (bedrock, ("compat", "conservative")),
-            "validity": (validity, ("da", "negative", "none")),
-            "invalid": (invalid, ("flip", "nan")),
-            "singular_check": (singular_check, ("rcond", "pivot")),
-            "nonfinite": (nonfinite, ("nan", "keep")),
-            "components_variant": (components_variant, ("gcb", "legacy")),
-            "v_weight": (v_weight, ("litter", "soc")),
-        }
-        for key, (val, allowed) in choices.items():
-            if val not in allowed:
-                raise ValueError(f"COMPASModel option {key}={val!r}; allowed: {', '.join(allowed)}")
-        for pools in (cte_donors, k_pools or ()):
-            bad = [p for p in pools if p not in POOL_NAMES]
-            if bad:
-                raise ValueError(f"unknown COMPAS pool(s) {bad}; pools are {POOL_NAMES}")
-        self.enzyme_tau_source = enzyme_tau_source
-        self.bedrock = bedrock
-        self.validity = validity
-        self.invalid = invalid
-        self.singular_check = singular_check
-        self.nonfinite = nonfinite
-        self.min_ratio = float(min_ratio)
-        self.components_variant = components_variant
-        self.v_weight = v_weight
-        self.cte_donors = tuple(cte_donors)
-        self.k_pools = tuple(k_pools) if k_pools is not None else tuple(cte_donors)
-        self.chunk_size = int(chunk_size)
-
-    @classmethod
-    def textbook(cls, **overrides: Any) -> COMPASModel:
-        """The corrected ("textbook") configuration: tau_ENZ from #11 (log map), conservative bedrock,
-        invalid states returned as NaN, no condition-number failures.  ``overrides`` replace any option."""
-        opts: dict[str, Any] = dict(enzyme_tau_source="kp11_log", bedrock="conservative", invalid="nan",
-                                    singular_check="pivot")
-        opts.update(overrides)
-        return cls(**opts)
-
-    def options(self) -> dict[str, Any]:
-        """The switch settings of this instance (for provenance records)."""
-        return dict(enzyme_tau_source=self.enzyme_tau_source, bedrock=self.bedrock, validity=self.validity,
-                    invalid=self.invalid, singular_check=self.singular_check, nonfinite=self.nonfinite,
-                    min_ratio=self.min_ratio, components_variant=self.components_variant,
-                    v_weight=self.v_weight, cte_donors=self.cte_donors, k_pools=self.k_pools)
+    def __init__(self, options: COMPASOptions | None = None, *, preset: str | None = None,
+                 **overrides: Any) -> None:
+        super().__init__(options, preset=preset, **overrides)
+        o = self.options
+        self._k_pools = o.k_pools if o.k_pools is not None else o.cte_donors
 
     # ------------------------------------------------------------------------------------------ prepare
     def prepare(self, forcing: Forcing) -> COMPASPrepared:
@@ -671,38 +691,13 @@ class COMPASModel(SoilModel):
             xi_od=xi_o * _XI_D,
             litter_input=np.asarray(forcing.litter_input, dtype=np.float64).copy(),
             thawed=np.asarray(thawed_all_year(forcing), dtype=bool),
-            basis=transport_basis(forcing, bedrock=self.bedrock),
+            basis=transport_basis(forcing, bedrock=self.options.bedrock),
             forcing_ok=np.asarray(ok, dtype=bool),
             forcing_reasons=tuple(reasons),
-            bedrock=self.bedrock,
+            bedrock=self.options.bedrock,
         )
 
     # ------------------------------------------------------------------------------------------ helpers
-    @staticmethod
-    def _check_batch(theta: np.ndarray, n_sites: int, site_index: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.ndim == 1:
-            theta = theta[None, :]
-        if theta.ndim != 2 or theta.shape[1] != len(COMPAS_PARAMS):
-            raise ValueError(f"theta must have shape (B, {len(COMPAS_PARAMS)}), got {theta.shape}")
-        if site_index is None:
-            if theta.shape[0] != n_sites:
-                raise ValueError(f"site_index=None needs B == S, got B={theta.shape[0]}, S={n_sites}")
-            return theta, None
-        site_index = np.asarray(site_index, dtype=np.intp).reshape(-1)
-        if site_index.shape[0] != theta.shape[0]:
-            raise ValueError(f"site_index has {site_index.shape[0]} entries for a batch of {theta.shape[0]}")
-        if site_index.size and (site_index.min() < 0 or site_index.max() >= n_sites):
-            raise ValueError(f"site_index out of range 0..{n_sites - 1}")
-        return theta, site_index
-
-    def _check_prepared(self, prepared: COMPASPrepared) -> None:
-        if not isinstance(prepared, COMPASPrepared):
-            raise TypeError("prepared must come from COMPASModel.prepare")
-        if prepared.bedrock != self.bedrock:
-            raise ValueError(f"prepared with bedrock={prepared.bedrock!r} but this model uses {self.bedrock!r}")
-
     def _environment(self, r: _Rates, prep: COMPASPrepared, sidx: np.ndarray | None) -> dict[str, np.ndarray]:
         """xi (model), xi_twd (T*W*depth, for components), xi_n, the input profile and transport diagonals."""
         def g(a: np.ndarray) -> np.ndarray:
@@ -772,24 +767,24 @@ class COMPASModel(SoilModel):
         b = theta.shape[0]
         buf = np.empty((b, 8, N_LAYERS))
         singular = np.zeros(b, dtype=bool)
+        negative_litter = np.zeros(b, dtype=bool)
         forcing_ok = np.ones(b, dtype=bool)
-        keys = _DIAG_KEYS + (("rcond",) if self.singular_check == "rcond" else ())
-        diagn = {k: np.empty(b) for k in keys}
-        step = max(1, int(self.chunk_size))
+        diagn = {k: np.empty(b) for k in _DIAG_KEYS + ("rcond",)}
+        step = self.options.chunk_size
         for lo in range(0, b, step):
             hi = min(b, lo + step)
             sub_idx = slice(lo, hi) if sidx is None else sidx[lo:hi]
             self._fast_chunk(theta[lo:hi], prepared, sub_idx, buf[lo:hi], singular[lo:hi],
-                             forcing_ok[lo:hi], {k: v[lo:hi] for k, v in diagn.items()})
+                             negative_litter[lo:hi], forcing_ok[lo:hi], {k: v[lo:hi] for k, v in diagn.items()})
         diagn["respiration"] = diagn["litter_respiration"] + diagn["soil_respiration"]
-        return self._finish(buf, singular, forcing_ok, diagn)
+        return self._finish(buf, singular, negative_litter, forcing_ok, diagn)
 
     def _fast_chunk(self, theta: np.ndarray, prep: COMPASPrepared, sidx: np.ndarray | slice,
-                    out: np.ndarray, singular: np.ndarray, forcing_ok: np.ndarray,
+                    out: np.ndarray, singular: np.ndarray, negative_litter: np.ndarray, forcing_ok: np.ndarray,
                     diagn: dict[str, np.ndarray]) -> None:
         """Fast path for one chunk; writes pools (b, 8, 20) and flags/diagnostics into the given views."""
         b = theta.shape[0]
-        r = _rates(theta, self.enzyme_tau_source)
+        r = _rates(theta, self.options.enzyme_tau_source)
         with np.errstate(all="ignore"):
             env = self._environment(r, prep, sidx)
             xi, xin, diag = env["xi"], env["xi_n"], env["diag"]
@@ -830,7 +825,7 @@ class COMPASModel(SoilModel):
             out[:, 2] = x[:, b:, 0].T
             out[:, 3] = x[:, b:, 1].T
             singular[:] = ~(rates_ok & lu.ok[:b] & lu.ok[b:])
-            if self.singular_check == "rcond":
+            if self.options.singular == "rcond":
                 # the litter matrix is an M-matrix, so ||N^-1||_1 = max(N^-T 1) exactly: one transposed solve
                 y = lu.solve_transposed_layer_first(np.ones((N_LAYERS, 2 * b)))
                 y_ml, y_cl = y[:, :b], y[:, b:]
@@ -843,10 +838,13 @@ class COMPASModel(SoilModel):
                                   np.maximum(np.max(colsum + k_ml, axis=1), np.max(colsum + k_cl, axis=1)))
                 rcond = 1.0 / (norm * inv_norm)
                 diagn["rcond"][:] = rcond
-                singular |= ~(rcond >= MACHINE_EPS)
+                singular |= ~(rcond >= self.options.rcond_min)
+            else:
+                diagn["rcond"][:] = np.nan
 
             # Q9: negative litter (round-off) -> 0 before the soil step
             lit4 = out[:, 0:4]
+            negative_litter[:] = (lit4 < 0.0).any(axis=(1, 2))
             np.maximum(lit4, 0.0, out=lit4)
             ml, cl, ll = out[:, 1], out[:, 2], out[:, 3]
             f_ml = k_ml * ml
@@ -878,12 +876,16 @@ class COMPASModel(SoilModel):
             diagn["bottom_leak"][:] = t_lit @ _DZ_DAYS
 
     # ------------------------------------------------------------------------------------------ shared tail
-    def _finish(self, buf: np.ndarray, singular: np.ndarray, forcing_ok: np.ndarray,
+    def _finish(self, buf: np.ndarray, singular: np.ndarray, negative_litter: np.ndarray, forcing_ok: np.ndarray,
                 diagn: dict[str, np.ndarray]) -> SteadyState:
         """Validity rules, status codes, sign flip / NaN, SOC and stock diagnostics (both paths).
 
         ``buf`` is the (B, 8, 20) pool buffer (g C m-3); it is modified in place and returned transposed.
+        ``negative_litter`` (B,) flags items whose litter solve had negative entries (already clipped).
+        The validity rule ignores NaN, as MATLAB's comparisons do (a NaN pool is not negative, a NaN stock
+        ratio is not below ``min_ratio``).
         """
+        o = self.options
         b = buf.shape[0]
         with np.errstate(all="ignore"):
             stocks = buf @ _DZ  # (B, 8) g C m-2
@@ -892,29 +894,34 @@ class COMPASModel(SoilModel):
             ratio = soc_stock / stocks[:, 5]
             finite = np.isfinite(buf).all(axis=(1, 2))
             negative = (buf < 0).any(axis=(1, 2))
-            low_ratio = ratio < self.min_ratio
+            low_ratio = ratio < o.min_ratio
+        triggered = np.zeros(b, dtype=bool)  # the validity rule fires (matrix_fun.m's sign-flip condition)
+        if o.validity == "da":
+            triggered |= low_ratio
+        if o.validity in ("da", "negative"):
+            triggered |= negative
         status = np.full(b, OK, dtype=np.int8)
-        if self.validity == "da":
-            status[low_ratio] = INVALID_RATIO
-        if self.validity in ("da", "negative"):
-            status[negative] = INVALID_ANALYTIC
+        status[triggered] = INVALID_RATIO
+        status[triggered & negative] = INVALID_ANALYTIC
+        if o.negative_pools == "fail":
+            status[negative_litter] = NEGATIVE
         status[~finite] = NONFINITE
         status[singular] = SINGULAR
         status[~forcing_ok] = BAD_FORCING
 
-        invalid = (status == INVALID_ANALYTIC) | (status == INVALID_RATIO)
-        failed = (status == BAD_FORCING) | (status == SINGULAR)
-        if self.nonfinite == "nan":
+        failed = np.isin(status, (BAD_FORCING, SINGULAR, NEGATIVE))
+        if o.nonfinite == "nan":
             failed |= status == NONFINITE
+        triggered &= ~failed
         out_stock = soc_stock.copy()
-        if self.invalid == "flip":
-            rows = np.flatnonzero(invalid)
+        if o.invalid == "flip":
+            rows = np.flatnonzero(triggered)
             if rows.size:
                 buf[rows] = -np.abs(buf[rows])
                 soc[rows] = -np.abs(soc[rows])
                 out_stock[rows] = -np.abs(out_stock[rows])
         else:
-            failed |= invalid
+            failed |= triggered
         rows = np.flatnonzero(failed)
         if rows.size:
             buf[rows] = np.nan
@@ -956,6 +963,7 @@ class COMPASModel(SoilModel):
         """
         from scipy.linalg import lapack
 
+        o = self.options
         theta, sidx = self._check_batch(theta, forcing.n_sites, site_index)
         b = theta.shape[0]
         sites = np.arange(b) if sidx is None else sidx
@@ -964,6 +972,7 @@ class COMPASModel(SoilModel):
         d = DAYS_PER_YEAR
         pools = np.full((b, n, 8), np.nan)
         singular = np.zeros(b, dtype=bool)
+        negative_litter = np.zeros(b, dtype=bool)
         keys = ("input", "litter_respiration", "soil_respiration", "soil_input", "bottom_leak", "rcond")
         diagn = {k: np.full(b, np.nan) for k in keys}
         zisoi = np.concatenate([[0.0], ZISOI_M[:n]])
@@ -974,7 +983,7 @@ class COMPASModel(SoilModel):
             tau_cwd, tau_l1, tau_l2 = kp[_IDX["tau4cwd"]], kp[_IDX["tau4l1"]], kp[_IDX["tau4l2"]]
             tau_s1, tau_death, tau_enz = kp[_IDX["tau4s1"]], kp[_IDX["tau4s2_death"]], kp[_IDX["tau4s2_enz"]]
             tau_s4 = kp[_IDX["tau4s4"]]
-            tau_s3 = float(enzyme_turnover_time(kp, self.enzyme_tau_source))
+            tau_s3 = float(enzyme_turnover_time(kp, o.enzyme_tau_source))
             ka, kd = kp[_IDX["mm_const_assim"]], kp[_IDX["mm_const_decom"]]
             fcwd = kp[_IDX["fcwdl2"]]
             fl1s1, fl2s1, fl3s4 = kp[_IDX["pl1s1"]], kp[_IDX["pl2s1"]], kp[_IDX["pl3s4"]]
@@ -998,7 +1007,7 @@ class COMPASModel(SoilModel):
                 a_ma[2 * n:3 * n, 0:n] = fcwd * np.eye(n)
                 a_ma[3 * n:4 * n, 0:n] = (1 - fcwd) * np.eye(n)
                 tri = transport_matrix_reference(bio, cryo, forcing.altmax_m[s], forcing.altmax_lastyear_m[s],
-                                                 int(forcing.nbedrock[s]), bedrock=self.bedrock)
+                                                 int(forcing.nbedrock[s]), bedrock=o.bedrock)
                 tri_ma = np.zeros((4 * n, 4 * n))
                 for blk in (1, 2, 3):
                     tri_ma[blk * n:(blk + 1) * n, blk * n:(blk + 1) * n] = tri
@@ -1021,10 +1030,11 @@ class COMPASModel(SoilModel):
                     anorm = np.abs(mat).sum(axis=0).max()
                     rcond, _ = lapack.dgecon(lu, anorm, norm="1")
                     x, _ = lapack.dgetrs(lu, piv, -matrix_in)
-                    if self.singular_check == "rcond" and not rcond >= MACHINE_EPS:
+                    if o.singular == "rcond" and not rcond >= o.rcond_min:
                         singular[i] = True
                 diagn["rcond"][i] = rcond
                 kdiag = kk.reshape(4, n)
+                negative_litter[i] = bool(np.any(x < 0))
                 x = np.where(x < 0, 0.0, x)
                 lit = x.reshape(4, n)
                 # soil pools, arrangement of matrix_fun.m
@@ -1051,10 +1061,8 @@ class COMPASModel(SoilModel):
                 diagn["soil_input"][i] = np.sum((input_soc + input_doc + input_mic) * to_col)
                 diagn["bottom_leak"][i] = np.sum((tri @ (lit[1] + lit[2] + lit[3])) * to_col)
         diagn["respiration"] = diagn["litter_respiration"] + diagn["soil_respiration"]
-        if self.singular_check != "rcond":
-            del diagn["rcond"]
         fok = ok_forcing[sites]
-        return self._finish(np.ascontiguousarray(pools.transpose(0, 2, 1)), singular, fok, diagn)
+        return self._finish(np.ascontiguousarray(pools.transpose(0, 2, 1)), singular, negative_litter, fok, diagn)
 
     # ------------------------------------------------------------------------------------------ components
     def components(self, theta: np.ndarray, prepared: COMPASPrepared, site_index: np.ndarray | None = None,
@@ -1107,7 +1115,7 @@ class COMPASModel(SoilModel):
             * Every one of cte, k_system, v_system, b_system also as ``<key>_gcb`` and ``<key>_legacy``.
         """
         self._check_prepared(prepared)
-        variant = variant or self.components_variant
+        variant = variant or self.options.components_variant
         if variant not in ("gcb", "legacy"):
             raise ValueError(f"variant must be 'gcb' or 'legacy', got {variant!r}")
         theta, sidx = self._check_batch(theta, prepared.n_sites, site_index)
@@ -1118,7 +1126,7 @@ class COMPASModel(SoilModel):
         ratio_only = status == INVALID_RATIO
         raw[ratio_only] = np.abs(raw[ratio_only])
         bad = ~((status == OK) | ratio_only) | np.any(raw < 0, axis=(1, 2))
-        r = _rates(theta, self.enzyme_tau_source)
+        r = _rates(theta, self.options.enzyme_tau_source)
         yr = DAYS_PER_YEAR
         with np.errstate(all="ignore"):
             env = self._environment(r, prepared, sidx)
@@ -1146,7 +1154,7 @@ class COMPASModel(SoilModel):
             # --- GCB CTE (Eq 10)
             num = np.zeros(len(theta))
             den = np.zeros(len(theta))
-            for name in self.cte_donors:
+            for name in self.options.cte_donors:
                 flux = np.sum(stock[..., pidx[name]] * k_base[name] * xi_twd, axis=1)
                 num += eff[name] * flux
                 den += flux
@@ -1154,7 +1162,7 @@ class COMPASModel(SoilModel):
             # --- GCB K (Eq 11)
             knum = np.zeros(len(theta))
             kden = np.zeros(len(theta))
-            for name in self.k_pools:
+            for name in self._k_pools:
                 knum += np.sum(k_base[name] * stock[..., pidx[name]], axis=1)
                 kden += np.sum(stock[..., pidx[name]], axis=1)
             k_gcb = knum / kden
@@ -1165,7 +1173,7 @@ class COMPASModel(SoilModel):
             lit_w = (ml + cl + ll) * dz
             v_lit = np.sum(vdiag * lit_w, axis=1) / np.sum(lit_w, axis=1)
             v_soc = np.sum(vdiag * soil_stock, axis=1) / np.sum(soil_stock, axis=1)
-            v_sys = v_lit if self.v_weight == "litter" else v_soc
+            v_sys = v_lit if self.options.v_weight == "litter" else v_soc
             # --- B (Eq 14)
             cum = np.cumsum(prof, axis=1)
             term = np.exp(np.log(1.0 - cum) / (_ZSOI * 100.0))

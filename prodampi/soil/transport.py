@@ -47,6 +47,7 @@ the operator conserves mass (up to the 1e-30 advective term).  Everything above 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -427,4 +428,6 @@ def transport_matrix_reference(bio: float, cryo: float, altmax_m: np.ndarray, al
                                 nb, bedrock)
         for m in range(altmax_m.shape[0])
     ])
-    return np.nanmean(mats, axis=0)
+    with warnings.catch_warnings():  # NaN diffusivities (a NaN parameter) give NaN entries, as in MATLAB
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(mats, axis=0)

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _forcing_gen import random_forcing, random_theta  # tests/unit is on sys.path (pytest rootdir import)
 from scipy.integrate import solve_ivp
 
 from prodampi.soil import get_model
 from prodampi.soil.base import BAD_FORCING, NEGATIVE, NONFINITE, OK, SINGULAR
-from prodampi.soil.clm5 import CLM5_PARAMS, CLM5_RELEASE_VALUES, CLM5Model
+from prodampi.soil.clm5 import CLM5_PARAMS, CLM5_RELEASE_VALUES, CLM5Model, fs1s2_clm5_default
 from prodampi.soil.forcing import Forcing
 from prodampi.soil.layers import DZ_M, N_LAYERS, ZSOI_M, overlap_weights
+from prodampi.testing.forcing import random_forcing, random_theta, uniform_forcing
 
 DZ = DZ_M[:N_LAYERS]
 DAYS = 365.0
-
-
-def _uniform_forcing(n, tsoi=288.15, w=0.3, fpi=0.8, alt=10.0, nb=20, inputs=(100.0, 200.0, 150.0, 50.0)):
-    one = np.ones((n, N_LAYERS, 12))
-    a = np.broadcast_to(np.asarray(alt, float).reshape(-1, 1), (n, 12)).copy()
-    return Forcing(tsoi_k=one * tsoi, w_scalar=one * w, o_scalar=one, fpi=one * fpi, altmax_m=a,
-                   altmax_lastyear_m=a, nbedrock=np.broadcast_to(nb, (n,)).copy(),
-                   litter_input=np.tile(np.asarray(inputs, float), (n, 1)))
 
 
 # ---------------------------------------------------------------------------------------- parameters
@@ -192,7 +184,7 @@ def _fast_theta(n=1):
 @pytest.mark.parametrize("case", ["bio", "cryo", "shallow"])
 def test_steady_state_is_a_fixed_point_of_the_ode(case):
     alt, nb = {"bio": (10.0, 20), "cryo": (1.2, 20), "shallow": (10.0, 9)}[case]
-    forc = _uniform_forcing(1, tsoi=290.0, w=0.6, alt=alt, nb=nb)
+    forc = uniform_forcing(1, tsoi=290.0, w=0.6, alt=alt, nb=nb)
     model = CLM5Model()
     theta = CLM5_PARAMS.to_physical(np.full((1, 21), 0.5))
     st = model.steady_state(theta, model.prepare(forc))
@@ -208,7 +200,7 @@ def test_steady_state_is_a_fixed_point_of_the_ode(case):
 
 @pytest.mark.parametrize("bedrock", ["compat", "conservative"])
 def test_ode_from_zero_converges_to_the_steady_state(bedrock):
-    forc = _uniform_forcing(1, tsoi=298.15, w=1.0, fpi=1.0, alt=10.0, nb=6)
+    forc = uniform_forcing(1, tsoi=298.15, w=1.0, fpi=1.0, alt=10.0, nb=6)
     model = CLM5Model(bedrock=bedrock)
     theta = _fast_theta()
     st = model.steady_state(theta, model.prepare(forc))
@@ -229,7 +221,7 @@ def test_ode_from_zero_converges_to_the_steady_state(bedrock):
 
 # ------------------------------------------------------------------------------ worked example (§10)
 def test_worked_numerical_check_clm5_md_section_10():
-    forc = _uniform_forcing(3, alt=[10.0, 1.0, 10.0], nb=np.array([20, 20, 10]))
+    forc = uniform_forcing(3, alt=[10.0, 1.0, 10.0], nb=np.array([20, 20, 10]))
     model = CLM5Model()
     theta = CLM5_PARAMS.to_physical(np.full((3, 21), 0.5))
     st = model.steady_state(theta, model.prepare(forc))
@@ -258,7 +250,7 @@ def test_worked_numerical_check_clm5_md_section_10():
 
 # ----------------------------------------------------------------------------------- status handling
 def test_failures_are_per_item_and_never_raise():
-    forc = _uniform_forcing(4)
+    forc = uniform_forcing(4)
     tsoi = forc.tsoi_k.copy()
     tsoi[2, 5, :] = np.nan  # a layer with 12 NaN months -> bad forcing
     forc = Forcing(**{**forc.as_dict(), "tsoi_k": tsoi})
@@ -276,7 +268,7 @@ def test_failures_are_per_item_and_never_raise():
     rf = model.steady_state_reference(theta, forc)
     np.testing.assert_array_equal(rf.status[:3], st.status[:3])
     # without the rcond check the small-efolding item solves (the structured solve is fine there)
-    loose = CLM5Model(rcond_check=False)
+    loose = CLM5Model(singular="pivot")
     st2 = loose.steady_state(theta, loose.prepare(forc))
     assert st2.status[1] == OK and np.all(np.isfinite(st2.pools[1]))
     assert st2.diagnostics["respiration"][1] == pytest.approx(500.0, rel=1e-6)
@@ -284,12 +276,12 @@ def test_failures_are_per_item_and_never_raise():
 
 def test_negative_pools_clip_or_flag():
     """Outside the prior (fcwdl2 > 1) the L3 pool goes negative: compat clips it, strict flags it."""
-    forc = _uniform_forcing(1, inputs=(100.0, 200.0, 150.0, 0.0))
+    forc = uniform_forcing(1, inputs=(100.0, 200.0, 150.0, 0.0))
     kp = np.full((1, 21), 0.5)
     theta = CLM5_PARAMS.to_physical(kp)
     theta[0, CLM5_PARAMS.index("fcwdl2")] = 1.5
     for clip, expect in ((True, OK), (False, NEGATIVE)):
-        model = CLM5Model(clip_negative=clip)
+        model = CLM5Model(negative_pools="clip" if clip else "fail")
         st = model.steady_state(theta, model.prepare(forc))
         rf = model.steady_state_reference(theta, forc)
         assert st.status[0] == expect and rf.status[0] == expect
@@ -299,17 +291,52 @@ def test_negative_pools_clip_or_flag():
 
 
 def test_constructor_options():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bedrock='open'.*'compat', 'conservative'"):
         CLM5Model(bedrock="open")
-    m = get_model("clm5", bedrock="conservative", clip_negative=False, rcond_check=False)
-    assert (m.bedrock, m.clip_negative, m.rcond_check) == ("conservative", False, False)
+    m = get_model("clm5", bedrock="conservative", negative_pools="fail", singular="pivot")
+    o = m.options
+    assert (o.bedrock, o.negative_pools, o.singular) == ("conservative", "fail", "pivot")
+    assert m.preset == "paper" and m.provenance()["overrides"] == {
+        "bedrock": "conservative", "negative_pools": "fail", "singular": "pivot"}
+    # the old switches are gone; using one says what replaced it
+    with pytest.raises(ValueError, match="rcond_check.*replaced by singular"):
+        get_model("clm5", rcond_check=False)
+    with pytest.raises(ValueError, match="clip_negative.*replaced by negative_pools"):
+        CLM5Model(clip_negative=False)
+    # the textbook preset is clm5.md §11's clean mode
+    t = get_model("clm5", "textbook").options
+    assert (t.bedrock, t.singular, t.negative_pools) == ("conservative", "pivot", "fail")
+
+
+# ------------------------------------------------------------------------------ CLM5 default branch
+def test_fs1s2_clm5_default_is_the_clm5_formula():
+    """S1 -> S2 / S1 -> S3 transfer fractions of CLM5's default branch, written from CTSM's decomposition
+    cascade (SoilBiogeochemDecompCascadeBGCMod): t = 0.85 - 0.68 * 0.01 * (100 - sand), respired fractions
+    rf_s1s2 = rf_s1s3 = t, pathway fractions f_s1s2 = 1 - 0.004 / (1 - t), f_s1s3 = 0.004 / (1 - t); the
+    transfer fraction is (1 - rf) f (clm5.md §4.1)."""
+    sand = np.array([0.0, 5.0, 12.5, 33.3, 50.0, 71.0, 90.0, 100.0])
+    t = 0.85 - 0.68 * 0.01 * (100.0 - sand)
+    expect_s2 = (1.0 - t) * (1.0 - 0.004 / (1.0 - t))
+    expect_s3 = (1.0 - t) * (0.004 / (1.0 - t))
+    fs1s2, fs1s3 = fs1s2_clm5_default(sand)
+    np.testing.assert_allclose(fs1s2, expect_s2, rtol=1e-13)
+    np.testing.assert_allclose(fs1s3, expect_s3, rtol=1e-13)
+    # hand values: sand 0 % -> t = 0.17, 50 % -> 0.51, 100 % -> 0.85
+    np.testing.assert_allclose(fs1s2_clm5_default(np.array([0.0, 50.0, 100.0]))[0], [0.826, 0.486, 0.146],
+                               rtol=1e-13)
+    # sand outside [0, 100] % is clipped; any shape
+    lo, hi = fs1s2_clm5_default(np.array([[-20.0], [140.0]]))[0]
+    assert lo.shape == (1,) and lo[0] == pytest.approx(0.826, rel=1e-13) and hi[0] == pytest.approx(0.146,
+                                                                                                      rel=1e-13)
+    # every value is a valid transfer fraction (the S1 respired fraction 1 - fs1s2 - fs1s3 = t stays in (0, 1))
+    assert np.all((fs1s2 > 0) & (fs1s2 + fs1s3 < 1))
 
 
 # ---------------------------------------------------------------------------------------- components
 def test_components_against_direct_formulas():
     rng = np.random.default_rng(9)
     forc = random_forcing(rng, 12, zero_input_frac=0.0)
-    model = CLM5Model(rcond_check=False)
+    model = CLM5Model(singular="pivot")
     prep = model.prepare(forc)
     theta = random_theta(rng, CLM5_PARAMS, 12, lo=0.3, hi=0.9)
     st = model.steady_state(theta, prep)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _forcing_gen import random_forcing  # tests/unit is on sys.path (pytest rootdir import)
 
 from prodampi.soil.forcing import Forcing
 from prodampi.soil.layers import DZ_M, DZ_NODE_M, N_LAYERS, ZISOI_M
@@ -16,6 +15,7 @@ from prodampi.soil.transport import (
     transport_diagonals,
     transport_matrix_reference,
 )
+from prodampi.testing.forcing import random_forcing
 
 DZ = DZ_M[:N_LAYERS]
 
