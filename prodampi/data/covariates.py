@@ -6,7 +6,9 @@ Names, order and units follow the NN input list ``var4nn`` of PRODA.  Categorica
 documented in :data:`CODE_TABLES`; they are stable across seeds.
 
 Soil and vegetation properties are generated here too (texture, bulk density, pH, CEC, coarse fragments,
-bedrock depth, land cover), as pure functions of per-cell arrays and seeded noise.
+bedrock depth, land cover), as pure functions of per-cell arrays and seeded noise.  The bulk-density
+covariates use the paper's pedo-transfer function :func:`prodampi.data.profiles.ptf_bulk_density` (the one
+implementation; re-exported here for existing callers).
 """
 
 from __future__ import annotations
@@ -159,15 +161,6 @@ def soil_texture(sand_latent: np.ndarray, clay_latent: np.ndarray, argillic: np.
     sand = sand0[:, None] * (100.0 - clay) / np.maximum(fines0, 1e-9)[:, None]
     silt = 100.0 - sand - clay
     return {"sand": sand, "silt": np.maximum(silt, 0.0), "clay": clay}
-
-
-def ptf_bulk_density(soc_g_kg: np.ndarray, a: float = 0.32, b: float = 1.30, c: float = 0.0089,
-                     om_factor: float = 1.724) -> np.ndarray:
-    """PRODA's pedo-transfer function (``proda_nn_maps.md`` §2.3), bulk density in g cm-3.
-
-    ``BD = a + b exp(-c OM)`` with ``OM = 1.724 SOC`` and SOC content in g C kg-1.
-    """
-    return a + b * np.exp(-c * om_factor * np.asarray(soc_g_kg, dtype=np.float64))
 
 
 def soc_content_proxy(t_air_c: np.ndarray, aridity: np.ndarray, clay0: np.ndarray, wetland: np.ndarray,

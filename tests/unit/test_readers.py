@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,45 @@ def test_afsp_loads(afsp: R.ProfileTable) -> None:
     assert 0.1 < np.nanmin(bd) and np.nanmax(bd) <= 3.0
 
 
+def _same_content(a: R.ProfileTable, b: R.ProfileTable) -> None:
+    """Equal profiles, layers, rows and rejections (file names aside)."""
+    assert a.source == b.source
+    for k in ("profile_id", "lat", "lon", "layer_profile", "layer_row", "profile_row"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert a.layers.keys() == b.layers.keys()
+    for k in a.layers:
+        assert np.array_equal(a.layers[k], b.layers[k], equal_nan=True), k
+    assert a.input_profile_ids == b.input_profile_ids and a.not_loaded == b.not_loaded
+    assert [(r.row, r.column, r.value, r.reason, r.profile_id, r.scope) for r in a.rejections] == [
+        (r.row, r.column, r.value, r.reason, r.profile_id, r.scope) for r in b.rejections]
+
+
+def test_deck_readers_read_the_named_files_with_their_own_mapping(
+        tmp_path: Path, shared_data: Path, isis: R.ProfileTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(shared_data / ISIS / "isis_sites.csv", tmp_path / "a" / "s.csv")
+    shutil.copy(shared_data / ISIS / "isis_horizons.csv", tmp_path / "b" / "h.csv")
+    monkeypatch.chdir(tmp_path)  # relative deck paths resolve against the working directory
+    t = R.read_isis_deck({"format": "isis", "sites": "a/s.csv", "horizons": "b/h.csv", "ncscd": None})
+    assert t.files == (str((tmp_path / "a" / "s.csv").resolve()), str((tmp_path / "b" / "h.csv").resolve()))
+    _same_content(t, isis)
+    # AfSP picks the AfSP mapping, and reads as prepare read the deck's files before the registry
+    sites, hor = shared_data / AFSP / "afsp_sites.csv.gz", shared_data / AFSP / "afsp_horizons.csv.gz"
+    t = R.read_afsp_deck({"sites": str(sites), "horizons": str(hor)})
+    mapping = json.loads(json.dumps(R.AFSP_MAPPING))
+    mapping["sites"]["file"] = str(sites.resolve())
+    mapping["horizons"]["file"] = str(hor.resolve())
+    ref = R.read_profile_table(sites.resolve().parent, mapping)
+    assert t.source == "afsp" and t.files == ref.files
+    _same_content(t, ref)
+    assert [r.file for r in t.rejections] == [r.file for r in ref.rejections]
+    # the format registry dispatches to these two readers
+    from prodampi.io.formats import get_format
+
+    assert get_format("isis").load() is R.read_isis_deck and get_format("afsp").load() is R.read_afsp_deck
+
+
 def test_missing_file_and_column_raise_reader_error(tmp_path: Path, shared_data: Path) -> None:
     with pytest.raises(R.ReaderError, match="isis_sites.csv"):
         R.read_isis(tmp_path)
@@ -136,6 +177,28 @@ def test_new_source_needs_only_a_mapping(tmp_path: Path) -> None:
     assert any("s.csv, row 3, column 'y'" in m and "outside" in m for m in msgs)
     assert t.not_loaded["P2"].startswith("site_rejected") and t.not_loaded["P3"].startswith("no_site")
     assert set(t.input_profile_ids) == {"P1", "P2", "P3"}
+
+
+def test_empty_and_repeated_ids_drop_the_row(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text("id,y,x\nP1,1,2\n ,3,4\nP1,5,6\nP2,7,8\n")
+    (tmp_path / "h.csv").write_text("id,a,b,oc\nP1,0,10,5\n,0,10,5\nP2,0,10,5\n")
+    mapping = {"name": "ids", "sites": {"file": "s.csv", "columns": {"profile_id": "id", "lat": "y", "lon": "x"}},
+               "horizons": {"file": "h.csv", "columns": {"profile_id": "id", "top_cm": "a", "bottom_cm": "b",
+                                                         "soc_g_per_kg": "oc"}}}
+    t = R.read_profile_table(tmp_path, mapping)
+    got = [(Path(r.file).name, r.row, r.column, r.value, r.reason, r.profile_id, r.scope) for r in t.rejections]
+    assert got == [("s.csv", 3, "id", " ", "missing value in required column", None, "row"),
+                   ("s.csv", 4, "id", "P1", "duplicate profile id (first at row 2)", "P1", "row"),
+                   ("h.csv", 3, "id", "", "missing value in required column", None, "row")]
+    assert list(t.profile_id) == ["P1", "P2"] and t.lat.tolist() == [1.0, 7.0] and t.n_layers == 2
+    assert t.input_profile_ids == ["P1", "P2"]
+    (tmp_path / "bd.csv").write_text("SOURCEID,BLD,ORCDRC\nA,1300,10\n,1200,20\nB,1100,30\n")
+    bd = R.read_bd_oc_layers(tmp_path / "bd.csv", {**R.WOSIS_BD_OC_MAPPING,
+                                                   "columns": {"profile_id": "SOURCEID", "bd_g_cm3": "BLD",
+                                                               "soc_g_per_kg": "ORCDRC"}})
+    assert list(bd.profile_id) == ["A", "B"]
+    assert [(r.row, r.column, r.reason) for r in bd.rejections] == [
+        (3, "SOURCEID", "missing value in required column")]
 
 
 # ====================================================================================== NCSCD
