@@ -239,6 +239,7 @@ def clean_observations(node_depth_m: np.ndarray, obs_g_m3: np.ndarray) -> tuple[
 # ====================================================================================== Profiles container
 _LAYER_FLOAT = ("top_cm", "bottom_cm", "soc_g_per_kg", "bd_g_cm3", "coarse_pct", "soc_density_g_m3")
 _LAYER_BOOL = ("bd_from_ptf", "coarse_missing", "obs_usable")
+_LAYER_TEXT = ("bd_source",)
 
 
 @dataclass
@@ -269,6 +270,11 @@ class Profiles:
         BD came from the PTF (the authors' ``is_pedo``); coarse fragments were missing (taken as 0).
     obs_usable : ndarray of bool, (L,)
         Layer survives the DA cleaning (:func:`clean_observations`).
+    bd_source : ndarray of str, (L,), optional
+        Where each layer's BD came from: ``"ptf"`` (pedo-transfer function), the source column for readers
+        that record it (WoSIS: ``"bdfiod"``, ``"bdfi33"``, ``"bdfifm"``, ``"bdfiad"``, ``"bdws33+cfgr"``,
+        ...), ``"measured"`` otherwise, ``""`` where no BD is used (SOC density given directly, NCSCD).
+        Default (None): derived from ``bd_from_ptf`` and ``bd_g_cm3`` that way.
     """
 
     profile_id: np.ndarray
@@ -285,6 +291,7 @@ class Profiles:
     bd_from_ptf: np.ndarray
     coarse_missing: np.ndarray
     obs_usable: np.ndarray
+    bd_source: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.profile_id = np.asarray(self.profile_id, dtype=str)
@@ -296,6 +303,10 @@ class Profiles:
             setattr(self, c, np.asarray(getattr(self, c), dtype=np.float64))
         for c in _LAYER_BOOL:
             setattr(self, c, np.asarray(getattr(self, c), dtype=bool))
+        if self.bd_source is None:
+            self.bd_source = np.where(self.bd_from_ptf, "ptf",
+                                      np.where(np.isfinite(self.bd_g_cm3), "measured", "")).astype(str)
+        self.bd_source = np.asarray(self.bd_source, dtype=str)
         p = self.profile_id.shape[0]
         for c in ("source", "lat", "lon"):
             if getattr(self, c).shape != (p,):
@@ -303,7 +314,7 @@ class Profiles:
         if self.offsets.shape != (p + 1,) or self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0):
             raise ValueError("Profiles.offsets must be (P+1,), start at 0 and be non-decreasing")
         n = int(self.offsets[-1])
-        for c in _LAYER_FLOAT + _LAYER_BOOL:
+        for c in _LAYER_FLOAT + _LAYER_BOOL + _LAYER_TEXT:
             if getattr(self, c).shape != (n,):
                 raise ValueError(f"Profiles.{c} has shape {getattr(self, c).shape}, expected ({n},)")
 
@@ -369,7 +380,7 @@ class Profiles:
         return Profiles(
             profile_id=self.profile_id[idx], source=self.source[idx], lat=self.lat[idx], lon=self.lon[idx],
             offsets=np.concatenate([[0], np.cumsum(counts)]),
-            **{c: getattr(self, c)[lidx] for c in _LAYER_FLOAT + _LAYER_BOOL})
+            **{c: getattr(self, c)[lidx] for c in _LAYER_FLOAT + _LAYER_BOOL + _LAYER_TEXT})
 
     @staticmethod
     def concatenate(parts: Sequence[Profiles]) -> Profiles:
@@ -380,7 +391,8 @@ class Profiles:
             source=np.concatenate([p.source for p in parts]),
             lat=np.concatenate([p.lat for p in parts]), lon=np.concatenate([p.lon for p in parts]),
             offsets=np.concatenate([[0], np.cumsum(counts)]),
-            **{c: np.concatenate([getattr(p, c) for p in parts]) for c in _LAYER_FLOAT + _LAYER_BOOL})
+            **{c: np.concatenate([getattr(p, c) for p in parts])
+               for c in _LAYER_FLOAT + _LAYER_BOOL + _LAYER_TEXT})
 
     # ------------------------------------------------------------------ plain arrays (HDF5)
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -388,7 +400,7 @@ class Profiles:
 
         Keys: ``profile_id``, ``source``, ``lat``, ``lon`` (P,); ``offsets`` (P+1,); ``top_cm``,
         ``bottom_cm``, ``node_depth_m``, ``soc_g_per_kg``, ``bd_g_cm3``, ``coarse_pct``,
-        ``soc_density_g_m3``, ``bd_from_ptf``, ``coarse_missing``, ``obs_usable`` (L,).
+        ``soc_density_g_m3``, ``bd_from_ptf``, ``coarse_missing``, ``obs_usable``, ``bd_source`` (L,).
         """
         out: dict[str, np.ndarray] = {
             "profile_id": np.char.encode(self.profile_id, "utf-8") if self.n_profiles
@@ -401,11 +413,14 @@ class Profiles:
             out[c] = getattr(self, c).copy()
         for c in _LAYER_BOOL:
             out[c] = getattr(self, c).astype(np.uint8)
+        for c in _LAYER_TEXT:
+            out[c] = np.char.encode(getattr(self, c), "utf-8") if self.n_layers else np.zeros(0, dtype="S1")
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Profiles:
-        """Inverse of :meth:`to_arrays` (``node_depth_m`` is recomputed, not read; extra keys ignored)."""
+        """Inverse of :meth:`to_arrays` (``node_depth_m`` is recomputed, not read; extra keys ignored; without
+        ``bd_source``, as in files written before it existed, it is derived as in :class:`Profiles`)."""
 
         def text(a: np.ndarray) -> np.ndarray:
             a = np.asarray(a)
@@ -415,9 +430,11 @@ class Profiles:
                 return np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in a], dtype=str)
             return a.astype(str)
 
-        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls)}
+        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name not in _LAYER_TEXT}
         kw["profile_id"] = text(arrays["profile_id"])
         kw["source"] = text(arrays["source"])
+        for c in _LAYER_TEXT:
+            kw[c] = text(arrays[c]) if c in arrays else None
         for c in _LAYER_BOOL:
             kw[c] = np.asarray(arrays[c]).astype(bool)
         return cls(**kw)
@@ -568,6 +585,12 @@ def screen_profiles(
     A layer "has an SOC observation" when its SOC content is finite, or (sources giving density directly)
     its SOC density is finite.  Where BD is missing it comes from the PTF (``bd_from_ptf``); where coarse
     fragments are missing they are taken as 0 (``coarse_missing``).
+
+    Tables that label each layer's BD source (``table.layer_labels["bd_source"]``, the WoSIS readers) pass
+    it on to ``Profiles.bd_source`` (``"ptf"`` where the PTF filled it), and each kept profile's ledger notes
+    then also count its layers per BD source and its layers without coarse fragments; per-profile remarks of
+    the reader (``table.profile_notes``) are copied into the notes.  Tables without them (ISIS, AfSP,
+    NCSCD, synthetic) get ``bd_source`` ``"measured"``/``"ptf"``/``""`` and the same ledger as before.
     """
     src = table.source
     t_ids = np.asarray(table.profile_id)
@@ -603,6 +626,16 @@ def screen_profiles(
     cf = np.where(np.isfinite(cf_raw), cf_raw, 0.0)
     dens = np.where(direct, dens_given[sel], soc_density_g_m3(soc, bd, cf))
     node = (top_all[sel] + bot_all[sel]) / 200.0
+    labels = getattr(table, "layer_labels", None) or {}
+    bd_labels = labels.get("bd_source")
+    if bd_labels is not None:
+        lab = np.asarray(bd_labels, dtype=str)[sel]
+        lab = np.where(lab == "", "measured", lab)
+    else:
+        lab = np.full(sel.shape, "measured")
+    bd_source = np.where(from_ptf, "ptf", np.where(np.isfinite(bd), lab, "")).astype(str)
+    reader_notes = getattr(table, "profile_notes", None) or {}
+    starts = np.searchsorted(sp, np.arange(n_prof + 1))  # sel is sorted by profile
 
     # ---- DA cleaning (same rules as clean_observations, vectorised)
     n_sel = np.bincount(sp, minlength=n_prof)
@@ -647,6 +680,14 @@ def screen_profiles(
                     reasons.append(f"da_skip: {why}")
             elif n_use[i] < n_sel[i]:
                 notes.append(f"da_cleaning: drops {n_sel[i] - n_use[i]} zero/NaN layer(s)")
+        if bd_labels is not None and keep[i]:
+            mine = slice(int(starts[i]), int(starts[i + 1]))
+            cnt = Counter(bd_source[mine].tolist())
+            notes.append("bd_source: " + ", ".join(f"{k} {v}" for k, v in sorted(cnt.items())))
+            n_cf = int(cf_missing[mine].sum())
+            if n_cf:
+                notes.append(f"coarse_missing: {n_cf} layer(s) without coarse fragments, taken as 0")
+        notes.extend(reader_notes.get(pid, ()))
         kept = not reasons
         entries[pid] = LedgerEntry(pid, src, "kept" if kept else "rejected", tuple(reasons), tuple(notes),
                                    int(n_read[i]), int(n_sel[i]) if kept else 0)
@@ -655,7 +696,7 @@ def screen_profiles(
         if pid not in entries:
             why = table.not_loaded.get(pid, "site_rejected: not loaded by the reader")
             n_rows = len({(r.file, r.row) for r in rej_by_pid.get(pid, [])})
-            entries[pid] = LedgerEntry(pid, src, "rejected", (why,), (), n_rows, 0)
+            entries[pid] = LedgerEntry(pid, src, "rejected", (why,), tuple(reader_notes.get(pid, ())), n_rows, 0)
     order = dict.fromkeys([*table.input_profile_ids, *t_ids.tolist()])
     ledger = ScreeningLedger([entries[p] for p in order])
 
@@ -668,7 +709,7 @@ def screen_profiles(
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         top_cm=top_all[sel][r], bottom_cm=bot_all[sel][r], soc_g_per_kg=soc[r], bd_g_cm3=bd[r],
         coarse_pct=cf[r], soc_density_g_m3=dens[r], bd_from_ptf=from_ptf[r], coarse_missing=cf_missing[r],
-        obs_usable=usable[r],
+        obs_usable=usable[r], bd_source=bd_source[r],
     )
     logger.info("%s screening: %d of %d profiles kept (%d layers); DA cleaning %s %d; reasons %s",
                 src, ledger.n_kept, len(ledger), profiles.n_layers,
