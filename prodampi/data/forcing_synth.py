@@ -111,6 +111,61 @@ def _harmonic(ta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ta.mean(axis=1), np.hypot(c1, s1), m_max
 
 
+#: permafrost threshold on the mean soil temperature T_s (C)
+PERMAFROST_T_SOIL_C = -1.0
+
+
+def _thermal_regime(lat: np.ndarray, ta: np.ndarray, pr: np.ndarray, delta_t_noise: np.ndarray,
+                    ) -> dict[str, np.ndarray]:
+    """Annual thermal regime of S sites (the first step of :func:`synth_forcing`; inputs already cleaned).
+
+    ``lat`` (S,) degrees, ``ta`` (S, 12) C, ``pr`` (S, 12) mm month-1 (>= 0), ``delta_t_noise`` (S,) standard
+    normal.  Returns ``pet_mm`` (S, 12), ``aridity`` (P/PET), ``t_air_mean_c``, ``a_air`` (K, first-harmonic
+    half-range), ``m_max`` (month of maximum), ``snow_index`` (0-1), ``delta_t_k`` (soil-air offset, K),
+    ``t_soil_mean_c`` (T_s, C) and ``permafrost`` (bool, T_s < -1 C).
+    """
+    pet = pet_thornthwaite(ta, lat)
+    ai = aridity_index(pr, pet)
+    t_mean, a_air, m_max = _harmonic(ta)
+    frozen = ta < 0.0
+    snow = np.clip(frozen.sum(axis=1) / 4.0, 0.0, 1.0) * np.clip((pr * frozen).sum(axis=1) / 80.0, 0.0, 1.0)
+    wet_tropics = np.clip((t_mean - 18.0) / 4.0, 0.0, 1.0) * np.clip(ai - 0.8, 0.0, 1.0)
+    delta_t = 1.0 + 1.0 * snow - 0.5 * wet_tropics + 0.3 * delta_t_noise
+    t_soil = t_mean + delta_t
+    return {"pet_mm": pet, "aridity": ai, "t_air_mean_c": t_mean, "a_air": a_air, "m_max": m_max,
+            "snow_index": snow, "delta_t_k": delta_t, "t_soil_mean_c": t_soil,
+            "permafrost": t_soil < PERMAFROST_T_SOIL_C}
+
+
+def permafrost_from_climate(lat: np.ndarray, ta: np.ndarray, pr: np.ndarray,
+                            delta_t_noise: np.ndarray | None = None) -> np.ndarray:
+    """Permafrost flag of S sites exactly as :func:`synth_forcing` sets it, without building the forcing.
+
+    Parameters
+    ----------
+    lat : (S,) array
+        Latitude (degrees).
+    ta : (S, 12) array
+        Monthly mean air temperature (C).
+    pr : (S, 12) array
+        Monthly precipitation (mm month-1; negative values count as 0).
+    delta_t_noise : (S,) array, optional
+        The standard-normal ``noise["delta_t"]`` given to :func:`synth_forcing` (default none).
+
+    Returns
+    -------
+    (S,) bool array
+        Mean soil temperature T_s = T_air + offset below -1 C (``details["permafrost"]`` of
+        :func:`synth_forcing`).
+    """
+    lat = np.asarray(lat, dtype=np.float64).ravel()
+    ta = np.asarray(ta, dtype=np.float64).reshape(lat.size, 12)
+    pr = np.maximum(np.asarray(pr, dtype=np.float64).reshape(lat.size, 12), 0.0)
+    nz = (np.zeros(lat.size) if delta_t_noise is None
+          else np.asarray(delta_t_noise, dtype=np.float64).ravel())
+    return _thermal_regime(lat, ta, pr, nz)["permafrost"]
+
+
 def synth_forcing(lat: np.ndarray, ta: np.ndarray, pr: np.ndarray, *, npp: np.ndarray | None = None,
                   forest: np.ndarray | None = None, crop: np.ndarray | None = None,
                   wetland: np.ndarray | None = None, organic: np.ndarray | None = None,
@@ -161,19 +216,14 @@ def synth_forcing(lat: np.ndarray, ta: np.ndarray, pr: np.ndarray, *, npp: np.nd
     wet = zeros if wetland is None else np.clip(np.asarray(wetland, dtype=np.float64).ravel(), 0.0, 1.0)
     org = zeros if organic is None else np.clip(np.asarray(organic, dtype=np.float64).ravel(), 0.0, 1.0)
 
-    pet = pet_thornthwaite(ta, lat)
-    ai = aridity_index(pr, pet)
+    th = _thermal_regime(lat, ta, pr, nz["delta_t"])
+    pet, ai, t_mean, a_air, m_max = th["pet_mm"], th["aridity"], th["t_air_mean_c"], th["a_air"], th["m_max"]
+    snow, delta_t, t_soil = th["snow_index"], th["delta_t_k"], th["t_soil_mean_c"]
     p_ann = pr.sum(axis=1)
-    t_mean, a_air, m_max = _harmonic(ta)
     n_warm = (ta > 5.0).sum(axis=1)
     tdd = (np.maximum(ta, 0.0) * MONTH_DAYS).sum(axis=1)
 
     # ---------------------------------------------------------------- soil temperature (K)
-    frozen = ta < 0.0
-    snow = np.clip(frozen.sum(axis=1) / 4.0, 0.0, 1.0) * np.clip((pr * frozen).sum(axis=1) / 80.0, 0.0, 1.0)
-    wet_tropics = np.clip((t_mean - 18.0) / 4.0, 0.0, 1.0) * np.clip(ai - 0.8, 0.0, 1.0)
-    delta_t = 1.0 + 1.0 * snow - 0.5 * wet_tropics + 0.3 * nz["delta_t"]
-    t_soil = t_mean + delta_t
     a_soil = 0.9 * a_air
     damp = 1.9 + 0.5 * np.clip(ai, 0.0, 1.0) - 0.2 * org  # m
     zd = _Z[None, :] / damp[:, None]  # (S, 20)
@@ -185,7 +235,7 @@ def synth_forcing(lat: np.ndarray, ta: np.ndarray, pr: np.ndarray, *, npp: np.nd
     tsoi = T0_K + t_soil[:, None, None] + dev
 
     # ---------------------------------------------------------------- permafrost and active layer (m)
-    pf = t_soil < -1.0
+    pf = th["permafrost"]
     e_stefan = (0.03 - 0.01 * org) * np.exp(0.15 * nz["alt"])
     deep = 1.0 + 1.5 * np.clip(1.0 - (-1.0 - t_soil) / 1.0, 0.0, 1.0)
     alt = np.clip(e_stefan * np.sqrt(tdd) * deep, 0.1, NO_PERMAFROST_ALT_M)

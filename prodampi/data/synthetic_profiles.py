@@ -21,10 +21,11 @@ zero or NaN layers to exercise cleaning.  All arrays are padded to :data:`MAX_LA
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .covariates import ptf_bulk_density
+from .profiles import ptf_bulk_density
 from .random_fields import rng_for
 
 MAX_LAYERS = 10
@@ -300,3 +301,134 @@ def build_records(seed: int, truth_g_m3: np.ndarray, top_cm: np.ndarray, bottom_
     return {"soc_density_g_m3": density, "soc_g_per_kg": content, "bd_g_cm3": bd,
             "bd_from_ptf": pedo, "coarse_pct": np.where(inside, coarse_pct, np.nan), "log_noise": log_noise,
             "layer_flag": flag.astype(np.int8)}
+
+
+#: truth sampled by the profiles -> the per-layer noise-free SOC array of the world's profiles (g C m-3)
+PROFILE_TRUTH_KEYS: dict[str, str] = {"shared": "truth_g_m3", "clm5": "truth_clm5_g_m3",
+                                      "compas": "truth_compas_g_m3"}
+
+
+def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.ndarray,
+                  valid_land_index: np.ndarray, lat: np.ndarray, lon: np.ndarray, area_m2: np.ndarray,
+                  crop: np.ndarray, permafrost: np.ndarray, dtb_m: np.ndarray, coarse_pct: np.ndarray,
+                  soc_shared_g_m3: np.ndarray, soc_by_model: dict[str, np.ndarray], truth: str = "shared",
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The world's profile step: sites, layers, noise-free truths at the layer mid-depths and noisy records.
+
+    Per-cell inputs are over the n valid cells, in valid order.
+
+    Parameters
+    ----------
+    seed : int
+        World seed.
+    n_profiles : int
+        Raw profiles to draw (WoSIS-like + permafrost set).
+    grid : Grid
+        The world's grid (``locate``, ``dlat``, ``dlon``, ``n_cells``).
+    valid_cell_id : (n,) int array
+        Flat grid index of each valid cell.
+    valid_land_index : (n,) int array
+        Position of each valid cell in the world's land arrays (stored as ``land_cell``).
+    lat, lon : (n,) arrays
+        Cell centres (degrees).
+    area_m2 : (n,) array
+        Cell area (m2).
+    crop : (n,) array
+        Cropland fraction (0-1).
+    permafrost : (n,) bool array
+        Permafrost cells.
+    dtb_m : (n,) array
+        Depth to bedrock (m).
+    coarse_pct : (n, 3) array
+        Coarse fragments (% vol) at 0/30/100 cm: layers with node < 0.15 m take the first, < 0.65 m the
+        second, deeper the third.
+    soc_shared_g_m3 : (n, 20) array
+        Shared truth T at the 20 layer nodes (g C m-3).
+    soc_by_model : dict
+        Model name -> (n, 20) true-parameter SOC (g C m-3); models absent from it get NaN truths.
+    truth : {"shared", "clm5", "compas"}
+        The truth the records sample (:data:`PROFILE_TRUTH_KEYS`).
+
+    Returns
+    -------
+    profiles : dict of arrays
+        See :class:`prodampi.data.world.World` (``profiles``); WoSIS-like rows first, the permafrost set after.
+    info : dict
+        ``regions``, ``n_profiles``, ``n_profiles_wosis``, ``n_profiles_permafrost``.
+    """
+    from ..soil.observe import pchip_at
+
+    nv = valid_cell_id.size
+    pos_of_flat = np.full(grid.n_cells, -1, dtype=np.int64)
+    pos_of_flat[valid_cell_id] = np.arange(nv)
+
+    def locate(la: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        return pos_of_flat[grid.locate(la, lo)]
+
+    sites = sample_sites(seed, n_profiles, lat, lon, grid.dlat, grid.dlon, area_m2, crop, permafrost, locate)
+    vc = sites["cell"]
+    geom = layer_geometry(seed, vc.size, dtb_m[vc] * 100.0, sites["source"])
+    top, bot, nl = geom["top_cm"], geom["bottom_cm"], geom["n_layers"]
+    node = (top + bot) / 200.0
+    nz = observation_noise(seed, top, nl)
+    cf_v = coarse_pct[vc]  # (P, 3)
+    cf_layer = np.where(node < 0.15, cf_v[:, :1], np.where(node < 0.65, cf_v[:, 1:2], cf_v[:, 2:3]))
+    t_shared = pchip_at(soc_shared_g_m3[vc], node) if vc.size else np.zeros((0, MAX_LAYERS))
+    t_models = {m: (pchip_at(soc_by_model[m][vc], node) if m in soc_by_model and vc.size
+                    else np.full(node.shape, np.nan)) for m in PROFILE_TRUTH_KEYS if m != "shared"}
+    t_obs = {"shared": t_shared, **t_models}[truth]
+    rec = build_records(seed, t_obs, top, bot, nl, cf_layer, nz)
+    wosis = sites["source"] == 0
+    n_w = int(wosis.sum())
+    pid = np.where(wosis, WOSIS_ID0 + np.cumsum(wosis) - 1, PERMAFROST_ID0 + np.cumsum(sites["source"] == 1) - 1)
+    order = np.lexsort((np.arange(vc.size), sites["source"]))  # WoSIS rows first, permafrost appended
+    profiles = {
+        "profile_id": pid, "valid_cell": vc, "land_cell": valid_land_index[vc], "lat": sites["lat"],
+        "lon": sites["lon"], "source": sites["source"], "region": sites["region"], "cluster": sites["cluster"],
+        "n_layers": nl, "top_cm": top, "bottom_cm": bot, "node_m": node, "truth_g_m3": t_shared,
+        "truth_clm5_g_m3": t_models["clm5"], "truth_compas_g_m3": t_models["compas"],
+        "eps_site": nz["eps_site"], "eps_layer": nz["eps_layer"], "eps_shape": nz["eps_shape"],
+        "eps_bd": nz["eps_bd"], **rec,
+    }
+    profiles = {k: v[order] for k, v in profiles.items()}
+    info = {"regions": ",".join(REGIONS), "n_profiles": int(vc.size), "n_profiles_wosis": n_w,
+            "n_profiles_permafrost": int(vc.size - n_w)}
+    return profiles, info
+
+
+def synthetic_profile_table(p: dict[str, np.ndarray]) -> Any:
+    """The world's padded profile arrays as a :class:`~prodampi.io.readers.ProfileTable`.
+
+    Synthetic and real profiles then go through the same screening and SOC-density code.  Layers are the
+    first ``n_layers`` of each padded row; BD the world marked as unmeasured (``bd_from_ptf``) becomes NaN so
+    the screening's pedo-transfer function fills it.
+
+    Parameters
+    ----------
+    p : dict of arrays
+        ``World.to_arrays()["profiles"]`` (or :attr:`World.profiles`): ``profile_id``, ``lat``, ``lon`` (P,);
+        ``n_layers`` (P,); ``top_cm``, ``bottom_cm`` (cm), ``soc_g_per_kg`` (g C kg-1), ``bd_g_cm3`` (g cm-3),
+        ``bd_from_ptf`` (bool), ``coarse_pct`` (% vol), all (P, Lmax) padded.
+
+    Returns
+    -------
+    ProfileTable
+        Source ``"synthetic"``, profile ids ``syn%07d`` of ``profile_id``, one profile per row in row order,
+        ``layer_row`` the flat position of each layer in the padded (P, Lmax) arrays.
+    """
+    from ..io.readers import ProfileTable
+
+    n = p["n_layers"].astype(np.int64)
+    n_prof, lmax = p["top_cm"].shape
+    mask = np.arange(lmax)[None, :] < n[:, None]
+    layer_profile = np.repeat(np.arange(n_prof), n)
+    ids = np.array([f"syn{int(i):07d}" for i in p["profile_id"]])
+    bd = np.where(p["bd_from_ptf"], np.nan, p["bd_g_cm3"])  # the PTF fills BD the world marked as unmeasured
+    layers = {
+        "top_cm": p["top_cm"][mask], "bottom_cm": p["bottom_cm"][mask],
+        "soc_g_per_kg": p["soc_g_per_kg"][mask], "bd_g_cm3": bd[mask], "coarse_pct": p["coarse_pct"][mask],
+    }
+    return ProfileTable(source="synthetic", files=("<embedded world>",), profile_id=ids, lat=p["lat"],
+                        lon=p["lon"], layer_profile=layer_profile, layers=layers,
+                        layer_row=np.flatnonzero(mask.ravel()).astype(np.int64), rejections=[],
+                        input_profile_ids=list(ids), profile_row=np.arange(n_prof, dtype=np.int64))

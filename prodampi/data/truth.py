@@ -20,10 +20,12 @@ table still gets a valid truth.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .random_fields import rng_for
+from .synthetic_profiles import PROFILE_TRUTH_KEYS
 
 SD_CLASSES: dict[str, float] = {"strong": 0.17, "default": 0.10, "weak": 0.07, "const": 0.015}
 """Target spatial SD of the normalised true parameter per identifiability class."""
@@ -252,3 +254,41 @@ def build_truth_map(model: str, names: list[str] | tuple[str, ...], seed: int,
         des.append(d)
     return TruthMap(model=model, names=tuple(names), designs=tuple(des), nets=tuple(nets),
                     a=np.array(a), b=np.array(b))
+
+
+def profile_truth_at_layers(p: dict[str, np.ndarray], rows: np.ndarray, prof: Any) -> dict[str, np.ndarray]:
+    """Noise-free SOC (g C m-3) at the layers of screened profiles, by the world's (profile, top, bottom).
+
+    Each kept layer is matched to the world's layer of the same profile row with the same top and bottom
+    (cm); a layer without a match (none is expected: screening keeps the world's bounds) gets NaN.
+
+    Parameters
+    ----------
+    p : dict of arrays
+        The world's profiles (``World.to_arrays()["profiles"]``): ``n_layers`` (P,), ``top_cm`` /
+        ``bottom_cm`` (P, Lmax) cm, and the truths of :data:`~prodampi.data.synthetic_profiles.PROFILE_TRUTH_KEYS`
+        (P, Lmax) g C m-3.
+    rows : (K,) int array
+        Row of ``p`` of each kept profile.
+    prof : Profiles
+        The K kept profiles (:class:`prodampi.data.profiles.Profiles`): ``offsets`` (K+1,), ``top_cm`` and
+        ``bottom_cm`` (L,) cm.
+
+    Returns
+    -------
+    dict of (L,) arrays
+        ``truth_g_m3`` (shared truth), ``truth_clm5_g_m3``, ``truth_compas_g_m3`` (g C m-3) per kept layer;
+        empty arrays when there are no kept layers.
+    """
+    n = p["n_layers"].astype(np.int64)
+    mask = np.arange(p["top_cm"].shape[1])[None, :] < n[:, None]
+    r, c = np.nonzero(mask)
+    where = {(int(a), float(t), float(b)): (int(a), int(k))
+             for a, k, t, b in zip(r, c, p["top_cm"][mask], p["bottom_cm"][mask])}
+    kept_row = np.repeat(rows, np.diff(prof.offsets))
+    hits = [where.get((int(a), float(t), float(b))) for a, t, b in zip(kept_row, prof.top_cm, prof.bottom_cm)]
+    found = np.array([h is not None for h in hits], dtype=bool)
+    rr = np.array([h[0] if h else 0 for h in hits], dtype=np.int64)
+    cc = np.array([h[1] if h else 0 for h in hits], dtype=np.int64)
+    return {key: np.where(found, p[key][rr, cc], np.nan) if hits else np.zeros(0)
+            for key in PROFILE_TRUTH_KEYS.values()}

@@ -1,18 +1,26 @@
 """The embedded synthetic world: a seeded, physically plausible stand-in for PRODA's global inputs.
 
-:func:`make_world` builds, for one seed and grid resolution (``world.md``):
+:func:`make_world` builds, for one seed and grid resolution (``world.md``), in ``world.md`` §1 order:
 
-1. the grid, land mask (``global-land-mask``), land domain (no Antarctica, no Greenland, >= 50 % land) and the
-   valid mask (hyper-arid and bare cells, then the most coastal cells dropped: ~77 % of the domain kept);
-2. geography, elevation and the climate backbone (monthly air temperature and precipitation);
-3. NPP, vegetation, wetlands, cropland, soil properties and depth to bedrock;
-4. the monthly 20-layer forcing of every valid cell (:mod:`prodampi.data.forcing_synth`);
-5. the 60 covariates of every land cell, with NaN in at least one covariate of every invalid cell;
-6. true parameter fields of both models (:mod:`prodampi.data.truth`), calibrated so the true-parameter SOC
-   totals (0-1 m) match ``world.md`` §9, and the true SOC of every valid cell by each model and their
-   geometric mean (the shared truth T of ``world.md`` §7.1);
+1. the grid, land mask (``global-land-mask``) and land domain (no Antarctica, no Greenland, >= 50 % land):
+   :func:`~prodampi.data.world_land.land_domain`;
+2. elevation, slope and the climate backbone (monthly air temperature and precipitation):
+   :func:`~prodampi.data.world_land.model_climate`;
+3. NPP, the valid mask (hyper-arid and bare cells, then the most coastal cells dropped: ~77 % of the domain
+   kept), forest, cropland, wetlands and urban cover, soil texture and depth to bedrock
+   (:func:`~prodampi.data.world_land.npp_field`, :func:`~prodampi.data.world_land.valid_mask`,
+   :func:`~prodampi.data.world_land.land_use`, :func:`~prodampi.data.world_land.soil_fields`);
+4. the monthly 20-layer forcing of every valid cell (:func:`~prodampi.data.world_land.valid_forcing`);
+5. the 60 covariates of every land cell, with NaN in at least one covariate of every invalid cell
+   (:func:`~prodampi.data.world_land.soil_covariates`, :func:`~prodampi.data.world_land.covariate_matrix`);
+6. true parameter fields of both models (:func:`prodampi.data.world_truth.true_fields`), calibrated so the
+   true-parameter SOC totals (0-1 m) match ``world.md`` §9, and the true SOC of every valid cell by each model
+   and their geometric mean (the shared truth T of ``world.md`` §7.1);
 7. WoSIS-like profiles sampling the chosen truth, with noise-free values and noisy records
-   (:mod:`prodampi.data.synthetic_profiles`).
+   (:func:`prodampi.data.synthetic_profiles.draw_profiles`).
+
+:func:`synthetic_land_climate` runs steps 1-3 and 5 only (no forcing, truth or profiles): the land climate and
+covariates the prepare stage needs to derive forcing for real profiles.
 
 Everything random is keyed by (seed, field, cell id or profile) - per-cell arrays never depend on how cells are
 chunked.  ``World.to_arrays()`` returns plain nested dicts of numpy arrays (for HDF5 writing).
@@ -28,23 +36,51 @@ from typing import Any
 
 import numpy as np
 
+from ..soil import MODELS
 from ..soil.forcing import Forcing
-from ..soil.layers import N_LAYERS, overlap_weights, thickness_m
-from . import climate as clim
 from . import covariates as cov
 from . import synthetic_profiles as sp
-from .forcing_synth import NOISE_KEYS, forest_fraction, nbedrock_from_depth, npp_miami, synth_forcing
-from .grid import Grid, domain_mask, land_fraction, regular_grid
-from .random_fields import SmoothField, cell_noise, rng_for
-from .truth import UNIDENTIFIABLE, build_truth_map, driver_matrix
+from .forcing_synth import nbedrock_from_depth, permafrost_from_climate
+from .grid import Grid
+from .world_land import (
+    MAX_COASTAL_SCORE,
+    NPP_SCALE,
+    VALID_FRACTION,
+    LandDomain,
+    covariate_matrix,
+    land_domain,
+    land_fields,
+    land_use,
+    model_climate,
+    npp_field,
+    permafrost_flags,
+    soil_covariates,
+    soil_fields,
+    valid_forcing,
+    valid_mask,
+)
+from .world_truth import (
+    CALIBRATION_PARAMS,
+    MAP_OPTIONS,
+    TRUE_TOTAL_TARGET_PG,
+    customary_u,
+    get_map_model,
+    run_model,
+    soc_stock_g_m2,
+    true_fields,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["World", "make_world", "MODEL_NAMES", "TARGETS", "soc_stock_g_m2", "run_model", "world_integrals",
-           "customary_theta"]
+__all__ = ["World", "make_world", "synthetic_land_climate", "MODEL_NAMES", "TARGETS", "soc_stock_g_m2",
+           "run_model", "world_integrals", "customary_theta",
+           # re-exported from the step modules
+           "VALID_FRACTION", "MAX_COASTAL_SCORE", "NPP_SCALE", "CALIBRATION_PARAMS", "TRUE_TOTAL_TARGET_PG",
+           "MAP_OPTIONS"]
 
-MODEL_NAMES = ("clm5", "compas")
-TRUTH_CHOICES = ("shared", "clm5", "compas")
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)  # the soil registry owns the names
+#: truths the profiles can sample (``world.md`` §7.1)
+TRUTH_CHOICES = tuple(sp.PROFILE_TRUTH_KEYS)
 
 #: world.md §9 global integral targets (valid mask, 0.5 degree): name -> (target, lo, hi, unit)
 TARGETS: dict[str, tuple[float, float, float, str]] = {
@@ -60,75 +96,12 @@ TARGETS: dict[str, tuple[float, float, float, str]] = {
     "turnover_truth_yr": (27.0, 18.0, 40.0, "yr"),
 }
 
-#: fraction of the land domain kept valid (PRODA n = 45,230 of the 58,959 ice-free non-Antarctic,
-#: non-Greenland cells with >= 50 % land)
-VALID_FRACTION = 45230.0 / 58959.0
-#: coastal cells (land fraction + interior index below this) may be dropped to reach VALID_FRACTION
-MAX_COASTAL_SCORE = 1.5
-#: NPP re-scaling of the Miami NPP (world.md §9 re-scales through NPP) so the litter total is ~53-55 Pg/yr
-NPP_SCALE = 1.2
 #: default raw profiles per valid cell (110k raw profiles over 45k cells at 0.5 degree)
 PROFILES_PER_CELL = 2.43
-#: calibration parameter per model (logit centre shifted so the true SOC total hits its target)
-CALIBRATION_PARAMS: dict[str, tuple[str, ...]] = {"clm5": ("tau4s3", "tau4s2"), "compas": ("mm_const_decom",)}
-TRUE_TOTAL_TARGET_PG: dict[str, float] = {"clm5": 1469.0, "compas": 1507.0}
-
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def soc_stock_g_m2(soc_g_m3: np.ndarray, top_m: float = 0.0, bottom_m: float = 1.0) -> np.ndarray:
-    """SOC stock (g C m-2) between two depths from layer densities (g C m-3), (B, 20) -> (B,).
-
-    Layers are treated as constant within their bounds (``proda_nn_maps.md`` §7.4: the 0-1 m stock takes
-    layers 1-8 whole and 0.08/0.28 of layer 9).
-    """
-    w = overlap_weights(top_m, bottom_m) * thickness_m()
-    return np.asarray(soc_g_m3, dtype=np.float64) @ w
-
-
-#: model options for the world's maps: COMPAS as PRODA's global-map forward function ``fun_var_decom``
-#: (invalid = a negative pool; no 10:1 soil-C/MIC rule, ``compas.md`` §5.5 / Q7)
-MAP_OPTIONS: dict[str, dict[str, Any]] = {"compas": {"validity": "negative"}}
-
-
-def _get_model(name: str, **options: Any):
-    from ..soil import get_model
-
-    return get_model(name, **{**MAP_OPTIONS.get(name, {}), **options})
-
-
-def run_model(model: Any, theta: np.ndarray, forcing: Forcing, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Steady-state SOC of ``model`` for per-site physical parameters, in chunks of sites.
-
-    Parameters
-    ----------
-    model : SoilModel
-        A :mod:`prodampi.soil` model.
-    theta : (S, P) array
-        Physical parameters per site.
-    forcing : Forcing
-        S sites.
-    chunk : int
-        Sites per prepare/solve call (bounds memory).
-
-    Returns
-    -------
-    soc : (S, 20) array
-        SOC (g C m-3) at the layer nodes; NaN where the solve failed.
-    status : (S,) int8 array
-        Model status codes (0 = ok).
-    """
-    s = forcing.n_sites
-    soc = np.full((s, N_LAYERS), np.nan)
-    status = np.zeros(s, dtype=np.int8)
-    for i in range(0, s, chunk):
-        sl = slice(i, min(s, i + chunk))
-        prep = model.prepare(forcing.take(sl))
-        res = model.steady_state(theta[sl], prep)
-        soc[sl] = res.soc
-        status[sl] = res.status
-    soc[status != 0] = np.nan
-    return soc, status
+#: provenance text per profile truth (``attrs["profile_truth"]``)
+PROFILE_TRUTH_TEXT: dict[str, str] = {"shared": "geometric mean of the CLM5 and COMPAS true-parameter SOC",
+                                      "clm5": "CLM5 with its true parameters",
+                                      "compas": "COMPAS with its true parameters"}
 
 
 # ------------------------------------------------------------------------------------------------ World
@@ -229,7 +202,7 @@ class World:
         is the recorded ``soc_density_g_m3`` (before zero/NaN cleaning flags are applied).
         """
         t = truth or self.attrs["truth"]
-        key = {"shared": "truth_g_m3", "clm5": "truth_clm5_g_m3", "compas": "truth_compas_g_m3"}[t]
+        key = sp.PROFILE_TRUTH_KEYS[t]
         return self.profiles[key] * np.exp(self.profiles["log_noise"])
 
     # ---------------------------------------------------------------- export
@@ -269,67 +242,7 @@ class World:
         return out
 
 
-# ------------------------------------------------------------------------------------------------ pieces
-def _slope_m_per_km(grid: Grid, cells: np.ndarray, elev: np.ndarray) -> np.ndarray:
-    """Mean terrain slope (m km-1) of land cells from grid differences of elevation (ocean -> own value)."""
-    n_lat, n_lon = grid.shape
-    e = np.full(grid.n_cells, np.nan)
-    e[cells] = elev
-    e = e.reshape(n_lat, n_lon)
-    r, c = grid.rowcol(cells)
-
-    def nb(dr: int, dc: int) -> np.ndarray:
-        rr = np.clip(r + dr, 0, n_lat - 1)
-        v = e[rr, (c + dc) % n_lon]
-        return np.where(np.isfinite(v), v, elev)
-
-    dx = clim.KM_PER_DEG * grid.dlon * np.maximum(np.cos(np.radians(grid.lat[r])), 0.05)
-    dy = clim.KM_PER_DEG * grid.dlat
-    gx = (nb(0, 1) - nb(0, -1)) / (2 * dx)
-    gy = (nb(-1, 0) - nb(1, 0)) / (2 * dy)
-    # the grid gradient of a 0.5-degree field underestimates hillslope steepness: scale to a plausible range
-    return np.hypot(gx, gy) * np.sqrt(grid.dlat / 0.5)
-
-
-def _valid_mask(p_ann: np.ndarray, npp: np.ndarray, land_frac: np.ndarray, interior: np.ndarray,
-                ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Valid cells (``world.md`` §2): drop hyper-arid and bare cells (P < 100 mm or NPP < 20 g C m-2 yr-1),
-    then the most coastal cells down to :data:`VALID_FRACTION` of the domain.
-
-    Coastal cells are ranked by ``land fraction + interior index`` (lowest first, ties by position) and only
-    cells with a score below :data:`MAX_COASTAL_SCORE` may go: small islands and coastal cells, standing in for
-    the 0.5-degree cells whose nearest CESM2 f05 cell is ocean (NaN litter input) in PRODA.
-    """
-    n = p_ann.size
-    arid = (p_ann < 100.0) | (npp < 20.0)
-    valid = ~arid
-    target = int(round(VALID_FRACTION * n))
-    n_drop = int(valid.sum()) - target
-    score = land_frac + interior
-    thr = 0.0
-    if n_drop > 0:
-        cand = np.flatnonzero(valid & (score < MAX_COASTAL_SCORE))
-        order = cand[np.lexsort((cand, score[cand]))]
-        drop = order[:n_drop]
-        valid[drop] = False
-        if drop.size:
-            thr = float(score[drop].max())
-    info = {"invalid_arid": int(arid.sum()), "invalid_coastal": int(n - arid.sum() - valid.sum()),
-            "coastal_score_threshold": thr}
-    return valid, info
-
-
-def _quantile_flag(score: np.ndarray, pool: np.ndarray, frac: float) -> np.ndarray:
-    """Flag the top ``frac`` of ``score`` among the ``pool`` cells (ties broken by position)."""
-    flag = np.zeros(score.size, dtype=bool)
-    idx = np.flatnonzero(pool)
-    k = int(round(frac * idx.size))
-    if k > 0:
-        order = idx[np.lexsort((idx, -score[idx]))]
-        flag[order[:k]] = True
-    return flag
-
-
+# ------------------------------------------------------------------------------------------------ customary
 def customary_theta(model_name: str, params: Any, sand_pct: np.ndarray | None = None,
                     u_mean: np.ndarray | None = None) -> np.ndarray:
     """Per-cell physical "customary" parameters of a model, (n, P).
@@ -374,6 +287,18 @@ def customary_theta(model_name: str, params: Any, sand_pct: np.ndarray | None = 
 
 
 # ------------------------------------------------------------------------------------------------ main
+def _land_side(resolution_deg: float, seed: int) -> tuple[LandDomain, dict, np.ndarray, np.ndarray, dict,
+                                                           dict, dict]:
+    """Steps 1-3 of :func:`make_world`: domain, climate, NPP, valid mask, cover and soils."""
+    d = land_domain(resolution_deg, seed)
+    c = model_climate(d)
+    npp = npp_field(d, c)
+    valid, vinfo = valid_mask(c["p_ann_mm"], npp, d.land_fraction, d.geo["interior"])
+    cover = land_use(d, c, valid)
+    soil = soil_fields(d, c)
+    return d, c, npp, valid, vinfo, cover, soil
+
+
 def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | None = None,
                truth: str = "shared", models: tuple[str, ...] | None = MODEL_NAMES, calibrate: bool = True,
                chunk_cells: int = 4096) -> World:
@@ -407,339 +332,79 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
     if truth not in TRUTH_CHOICES:
         raise ValueError(f"truth must be one of {TRUTH_CHOICES}, got {truth!r}")
     seed = int(seed)
-    grid = regular_grid(resolution_deg)
-    lf = land_fraction(grid)
-    dom = domain_mask(grid, lf)
-    geo_full = clim.geography(grid, lf)
-    cells = np.flatnonzero(dom.ravel())
-    n_total = grid.n_cells
-    lat, lon = grid.centres(cells)
-    geo = {k: v.ravel()[cells] for k, v in geo_full.items()}
-    area = grid.area_m2().ravel()[cells]
-    lfc = lf.ravel()[cells]
-
-    def noise(name: str, k: int = 1, kind: str = "normal") -> np.ndarray:
-        return cell_noise(seed, name, cells, n_total, k=k, kind=kind)
-
-    # ---------------------------------------------------------------- climate backbone (model climate)
-    elev = clim.elevation_m(lat, lon, geo["interior"], seed)
-    slope = _slope_m_per_km(grid, cells, elev)
-    c = clim.climate_backbone(lat, lon, elev, geo, seed, cells, n_total)
-    ta, pr, dtr = c["ta"], c["pr"], c["dtr"]
-    pet = clim.pet_thornthwaite(ta, lat)
-    ai = clim.aridity_index(pr, pet)
-    t_mean, p_ann = ta.mean(axis=1), pr.sum(axis=1)
-    n_warm = (ta > 5.0).sum(axis=1)
-
-    # ---------------------------------------------------------------- vegetation
-    npp = NPP_SCALE * npp_miami(t_mean, p_ann, ta.max(axis=1)) * np.exp(
-        0.15 * SmoothField(seed, "npp", 300.0)(lat, lon) + 0.13 * noise("npp") - 0.02)
-    valid, vinfo = _valid_mask(p_ann, npp, lfc, geo["interior"])
-    forest = np.clip(forest_fraction(t_mean, ai, n_warm) + 0.08 * noise("forest"), 0.0, 1.0)
-    crop_score = (SmoothField(seed, "crop", 400.0)(lat, lon)
-                  - ((t_mean - 14.0) / 9.0) ** 2 - ((np.log(np.maximum(p_ann, 1.0)) - np.log(800.0)) / 0.6) ** 2)
-    crop_flag = _quantile_flag(crop_score, valid, 0.17)
-    mosaic = np.zeros_like(crop_flag)
-    if crop_flag.any():
-        mosaic = crop_flag & (crop_score < np.quantile(crop_score[crop_flag], 0.33))
-    crop = np.where(crop_flag, np.where(mosaic, 0.5, 1.0), 0.0)
-    wet_score = (1.2 * np.log(np.maximum(ai, 0.05)) - elev / 400.0 - slope / 3.0
-                 + 0.8 * SmoothField(seed, "wetland", 300.0)(lat, lon)
-                 + 1.0 * ((lat > 50) & (elev < 400)) + 0.8 * ((t_mean > 22) & (ai > 1.2) & (elev < 400)))
-    wet_flag = _quantile_flag(wet_score, valid & ~crop_flag, 0.07 / (1 - 0.17))
-    wetland = np.where(wet_flag, 0.5 + 0.5 * np.clip(noise("wet_int", kind="uniform"), 0, 1), 0.0)
-    organic = np.where(wet_flag, 1.0 / (1.0 + np.exp(-(5.0 - t_mean) / 3.0)), 0.0)
-    urban = valid & ~crop_flag & ~wet_flag & (noise("urban", kind="uniform") < 0.006) & (crop_score > -1.0)
-
-    # ---------------------------------------------------------------- soils, bedrock
-    tex = cov.soil_texture(SmoothField(seed, "sand", 600.0)(lat, lon), SmoothField(seed, "clay", 600.0)(lat, lon),
-                           np.clip(0.5 + 0.35 * SmoothField(seed, "argillic", 800.0)(lat, lon), 0, 1), ai,
-                           t_mean, noise("texture", 2))
-    shield = SmoothField(seed, "shield", 800.0)(lat, lon)
-    dtb = cov.depth_to_bedrock_m(slope, elev, shield, noise("dtb"))
-
-    # ---------------------------------------------------------------- forcing (valid cells, chunked)
+    d, c, npp, valid, vinfo, cover, soil = _land_side(resolution_deg, seed)
     vidx = np.flatnonzero(valid)
-    nz_all = {k: noise("forcing:" + k) for k in NOISE_KEYS}
-    parts, details = [], []
-    for i in range(0, vidx.size, chunk_cells):
-        j = vidx[i:i + chunk_cells]
-        f, d = synth_forcing(lat[j], ta[j], pr[j], npp=npp[j], forest=forest[j], crop=crop[j], wetland=wetland[j],
-                             organic=organic[j], dtb_m=dtb[j], noise={k: v[j] for k, v in nz_all.items()})
-        parts.append(f)
-        details.append(d)
-    forcing = Forcing.concatenate(parts) if parts else None
-    fdet = {k: np.concatenate([d[k] for d in details]) for k in details[0]} if details else {}
+    forcing, fdet = valid_forcing(d, c, npp, cover, soil["dtb_m"], valid, chunk_cells)
     permafrost_v = fdet.get("permafrost", np.zeros(0, bool))
-    pf_land = np.zeros(cells.size, dtype=bool)
-    pf_land[vidx] = permafrost_v
-    # permafrost of invalid land cells (taxonomy only) from the same rule on air temperature
-    pf_land[~valid] = (t_mean[~valid] + 3.0) < -1.0
-
-    # ---------------------------------------------------------------- covariates (observed climate)
-    # WorldClim-like "observed" climate = model climate + independent errors (CESM2 and WorldClim differ),
-    # so BIO1-19 are mutually consistent but not collinear with the forcing
-    t_bias = 0.8 * SmoothField(seed, "wc_tbias", 400.0)(lat, lon) + 0.5 * noise("wc_tbias")
-    ta_obs = ta + t_bias[:, None] + 0.3 * noise("wc_tmon", 12)
-    ta_obs_mean = ta_obs.mean(axis=1)
-    ta_obs += (clim.soft_ceiling(ta_obs_mean, 26.5, 2.0) - ta_obs_mean)[:, None]
-    p_bias = 0.2 * SmoothField(seed, "wc_pbias", 400.0)(lat, lon) + 0.1 * noise("wc_pbias")
-    pr_obs = pr * np.exp(p_bias[:, None] + 0.12 * noise("wc_pmon", 12))
-    dtr_obs = np.clip(dtr + 0.5 * noise("wc_dtr"), 4.0, 20.0)
-    bio = clim.bioclim(ta_obs, pr_obs, dtr_obs)
-    koppen = clim.koppen_geiger(ta_obs, pr_obs, lat)
-    half_range = c["half_range"]
-    lc = cov.land_cover(t_mean, bio[:, 9], p_ann, ai, forest, half_range, crop_flag, mosaic, wet_flag, urban)
-
-    soc_c = cov.soc_content_proxy(t_mean, ai, tex["clay"][:, 0], wetland, organic)
-    bd = 1000.0 * cov.ptf_bulk_density(soc_c) * np.exp(0.07 * noise("bd", 3)) + np.array([0.0, 50.0, 110.0])
-    cec = np.maximum(0.5 * tex["clay"] + 2.0 * soc_c / 10.0 + 2.0 * noise("cec", 3), 1.0)
-    boreal = np.clip((5.0 - t_mean) / 8.0, 0.0, 1.0) * np.clip(ai - 0.6, 0.0, 1.0)
-    humid_trop = np.clip((t_mean - 20.0) / 4.0, 0.0, 1.0) * np.clip(ai - 1.0, 0.0, 1.0)
-    ph0 = 8.3 - 3.0 * (1.0 - np.exp(-1.1 * ai)) - 0.8 * boreal - 0.6 * humid_trop + 0.35 * noise("ph")
-    ph = 10.0 * np.clip(ph0[:, None] + np.array([0.0, 0.1, 0.25])[None, :]
-                        + 0.4 * np.clip(0.4 - ai, 0, None)[:, None] * np.array([0, 1, 2])[None, :], 3.5, 9.5)
-    wwp = np.clip(2.0 + 0.35 * tex["clay"] + 0.6 * noise("wwp", 3), 0.5, None)
-    upland = np.clip(slope / 8.0, 0.0, 2.0) + 0.5 * np.clip(shield, 0.0, None)
-    cf_on = noise("cf_on", kind="uniform") < 1.0 / (1.0 + np.exp(-(-0.3 + 1.5 * upland)))
-    cf = np.where(cf_on[:, None], 100.0 / (1.0 + np.exp(-(-2.6 + 1.3 * upland[:, None] + 1.2 * noise("cf")[:, None]
-                                                       + np.array([0.0, 0.25, 0.5])[None, :]))), 0.0)
-    tex_cls = np.column_stack([cov.usda_texture_class(tex["sand"][:, k], tex["silt"][:, k], tex["clay"][:, k])
-                               for k in range(3)])
-    andic = (noise("andic", kind="uniform") < 0.4) & (slope > 6.0) & (elev > 800.0)
-    usda, wrb = cov.soil_taxonomy(t_mean, ai, tex["sand"][:, 0], tex["clay"][:, 0], ph[:, 0], cf[:, 0], dtb,
-                                  pf_land, wet_flag, organic, forest, andic)
-    acid = cov.acid_grade(ph[:, 1])
-    occ_r = np.clip(100.0 / (1.0 + np.exp(-((np.log(2.0) - np.log(dtb)) / 0.6 + 0.4 * noise("occ_r")))), 0, 100)
-    dtb_cm = np.clip(dtb * 100.0 * np.exp(0.25 * noise("dtb_cov")), 1.0, 50000.0)
-    npp_sd_frac = (0.05 + 0.10 * np.clip(1.0 - ai, 0.0, 1.0)) * np.exp(0.1 * noise("npp_sd"))
-    vegc = np.clip(npp * (1.5 + forest * (16.0 + 14.0 / (1.0 + np.exp(-(5.0 - t_mean) / 5.0))))
-                   * np.exp(0.15 * noise("vegc")), 0.0, 25000.0)
-    nb_land = np.full(cells.size, N_LAYERS, dtype=np.float64)
-    if forcing is not None:
-        nb_land[vidx] = forcing.nbedrock
-    nb_land[~valid] = nbedrock_from_depth(dtb[~valid])
-    sec_per_yr = 365.0 * 86400.0
-    columns = {
-        "Lon": lon, "Lat": lat, "ESA_Land_Cover": lc.astype(float),
-        **{n: bio[:, i] for i, n in enumerate(clim.BIO_NAMES)},
-        "Abs_Depth_to_Bedrock": dtb_cm,
-        **{f"Bulk_Density_{d}": bd[:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"CEC_{d}": cec[:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"Clay_Content_{d}": tex["clay"][:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"Coarse_Fragments_v_{d}": cf[:, k] for k, d in enumerate(cov._DEPTHS)},
-        "Garde_Acid": acid.astype(float), "Occurrence_R_Horizon": occ_r,
-        **{f"pH_Water_{d}": ph[:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"Sand_Content_{d}": tex["sand"][:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"Silt_Content_{d}": tex["silt"][:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"SWC_v_Wilting_Point_{d}": wwp[:, k] for k, d in enumerate(cov._DEPTHS)},
-        **{f"Texture_USDA_{d}": tex_cls[:, k].astype(float) for k, d in enumerate(cov._DEPTHS)},
-        "USDA_Suborder": usda.astype(float), "WRB_Subgroup": wrb.astype(float), "Elevation": elev,
-        "Koppen_Climate_2018": koppen.astype(float), "cesm2_npp": npp / sec_per_yr,
-        "cesm2_npp_std": npp * npp_sd_frac / sec_per_yr, "cesm2_vegc": vegc, "nbedrock": nb_land,
-    }
-    covs = np.column_stack([columns[n] for n in cov.COVARIATE_NAMES])
-    # invalid cells: CESM2 has no litter input (NaN NPP/vegetation); coastal cells also lack soil grids
-    arid = (p_ann < 100.0) | (npp < 20.0)
-    inv = ~valid
-    for n in ("cesm2_npp", "cesm2_npp_std", "cesm2_vegc"):
-        covs[inv & arid, cov.COVARIATE_NAMES.index(n)] = np.nan
-    for n in cov.COVARIATE_NAMES:
-        if n.startswith(("Bulk_Density", "CEC_", "Clay", "Sand", "Silt")):
-            covs[inv & ~arid, cov.COVARIATE_NAMES.index(n)] = np.nan
-    covs[inv, cov.COVARIATE_NAMES.index("cesm2_npp")] = np.nan
-
-    land = {
-        "lat": lat, "lon": lon, "area_m2": area, "land_fraction": lfc, "elevation_m": elev, "slope_m_km": slope,
-        "ta_c": ta, "pr_mm": pr, "dtr_k": dtr, "pet_mm": pet, "aridity": ai, "npp_gc_m2_yr": npp,
-        "forest": forest, "crop": crop, "wetland": wetland, "organic": organic, "dtb_m": dtb,
-        "permafrost": pf_land, "continentality": geo["continentality"],
-    }
+    pf_land = permafrost_flags(c, valid, permafrost_v)
+    soil_cov = soil_covariates(d, c, cover, soil, pf_land)
+    nb_valid = forcing.nbedrock if forcing is not None else np.zeros(0, dtype=np.int64)
+    covs = covariate_matrix(d, c, npp, cover, soil, soil_cov, valid, nb_valid)
+    land = land_fields(d, c, npp, cover, soil, pf_land)
     attrs: dict[str, Any] = {
         "seed": seed, "resolution_deg": float(resolution_deg), "truth": truth, "generator": "prodampi.data.world",
-        "temperature_unit": "degC (not WorldClim's degC x 10)", "n_land": int(cells.size),
+        "temperature_unit": "degC (not WorldClim's degC x 10)", "n_land": d.n,
         "n_valid": int(valid.sum()), **vinfo,
         "forcing_grid": "covariate grid (the world's forcing is generated per valid cell, not on CESM2 f05)",
         "customary_compas": "mean normalised true parameters over the profile sites (no DA)",
         "customary_clm5": "release-file values; fs1s2 from the cell's 0-1 m mean sand; beta profile 0.95",
     }
 
-    # ---------------------------------------------------------------- true parameters and SOC
-    cov_valid = {n: covs[valid, k] for k, n in enumerate(cov.COVARIATE_NAMES)}
-    hidden = SmoothField(seed, "hidden", 800.0)(lat[valid], lon[valid])
-    z = driver_matrix(cov_valid, hidden)
-    truth_d: dict[str, np.ndarray] = {"hidden_field": hidden}
-    missing = []
-    soc_by = {}
-    for name in (models or ()):
-        try:
-            model = _get_model(name)
-        except ImportError as exc:  # pragma: no cover - depends on the tree
-            logger.warning("model %s unavailable (%s): its truth is skipped", name, exc)
-            missing.append(name)
-            continue
-        tmap = build_truth_map(name, model.params.names, seed)
-        tmap.fit_standardisation(z)
-        shift = np.zeros(len(model.params))
-        area_v = area[valid]
-        if calibrate and forcing is not None:
-            shift = _calibrate(model, tmap, z, forcing, area_v, seed, name, chunk_cells)
-        u = tmap.normalized(z, shift=shift)
-        theta = model.params.to_physical(u)
-        soc, status = run_model(model, theta, forcing, chunk_cells)
-        u, theta, soc, status, n_resampled = _resample_failures(model, tmap, z, shift, u, theta, soc, status,
-                                                                forcing)
-        if name == "compas":  # does the truth satisfy the DA's validity rule (10:1 soil C / MIC)?
-            _, st_da = run_model(_get_model(name, validity="da", invalid="nan"), theta, forcing, chunk_cells)
-            truth_d["da_valid_compas"] = st_da == 0
-            attrs["da_invalid_compas"] = int((st_da != 0).sum())
-        truth_d.update({
-            f"u_{name}": u, f"theta_{name}": theta, f"soc_{name}_g_m3": soc, f"status_{name}": status,
-            f"soc_1m_{name}_g_m2": soc_stock_g_m2(soc), f"param_names_{name}": np.array(model.params.names),
-            f"calibration_shift_{name}": shift,
-        })
-        attrs[f"resampled_{name}"] = int(n_resampled)
-        attrs[f"failed_{name}"] = int((status != 0).sum())
-        attrs[f"unidentifiable_{name}"] = ",".join(UNIDENTIFIABLE.get(name, ()))
-        soc_by[name] = soc
-    nv = int(valid.sum())
-    if "clm5" in soc_by and "compas" in soc_by:
-        shared = np.sqrt(np.maximum(soc_by["clm5"], 0.0) * np.maximum(soc_by["compas"], 0.0))
-    elif soc_by:
-        shared = next(iter(soc_by.values()))
-    else:
-        shared = np.full((nv, N_LAYERS), np.nan)
-    truth_d["soc_truth_g_m3"] = shared
-    truth_d["soc_1m_truth_g_m2"] = soc_stock_g_m2(shared)
-    attrs["models_run"] = ",".join(soc_by)
-    attrs["models_missing"] = ",".join(missing)
+    truth_d, soc_by, tinfo = true_fields(seed, models, covs[valid], d.lat[valid], d.lon[valid], d.area_m2[valid],
+                                         forcing, calibrate=calibrate, chunk_cells=chunk_cells)
+    attrs.update(tinfo)
 
-    # ---------------------------------------------------------------- profiles
-    n_prof = int(round(PROFILES_PER_CELL * nv)) if n_profiles is None else int(n_profiles)
-    pos_of_flat = np.full(n_total, -1, dtype=np.int64)
-    pos_of_flat[cells[vidx]] = np.arange(nv)
-
-    def locate(la: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        return pos_of_flat[grid.locate(la, lo)]
-
-    sites = sp.sample_sites(seed, n_prof, lat[vidx], lon[vidx], grid.dlat, grid.dlon, area[vidx], crop[vidx],
-                            permafrost_v, locate)
-    vc = sites["cell"]
-    geom = sp.layer_geometry(seed, vc.size, dtb[vidx][vc] * 100.0, sites["source"])
-    top, bot, nl = geom["top_cm"], geom["bottom_cm"], geom["n_layers"]
-    node = (top + bot) / 200.0
-    nz = sp.observation_noise(seed, top, nl)
-    cf_v = cf[vidx][vc]  # (P, 3)
-    cf_layer = np.where(node < 0.15, cf_v[:, :1], np.where(node < 0.65, cf_v[:, 1:2], cf_v[:, 2:3]))
-    from ..soil.observe import pchip_at
-
-    t_shared = pchip_at(shared[vc], node) if vc.size else np.zeros((0, sp.MAX_LAYERS))
-    t_models = {m: (pchip_at(soc_by[m][vc], node) if m in soc_by and vc.size
-                    else np.full(node.shape, np.nan)) for m in MODEL_NAMES}
-    t_obs = {"shared": t_shared, **t_models}[truth]
-    rec = sp.build_records(seed, t_obs, top, bot, nl, cf_layer, nz)
-    n_w = int((sites["source"] == 0).sum())
-    pid = np.where(sites["source"] == 0, sp.WOSIS_ID0 + np.cumsum(sites["source"] == 0) - 1,
-                   sp.PERMAFROST_ID0 + np.cumsum(sites["source"] == 1) - 1)
-    order = np.lexsort((np.arange(vc.size), sites["source"]))  # WoSIS rows first, permafrost appended
-    profiles = {
-        "profile_id": pid, "valid_cell": vc, "land_cell": vidx[vc], "lat": sites["lat"], "lon": sites["lon"],
-        "source": sites["source"], "region": sites["region"], "cluster": sites["cluster"], "n_layers": nl,
-        "top_cm": top, "bottom_cm": bot, "node_m": node, "truth_g_m3": t_shared,
-        "truth_clm5_g_m3": t_models["clm5"], "truth_compas_g_m3": t_models["compas"],
-        "eps_site": nz["eps_site"], "eps_layer": nz["eps_layer"], "eps_shape": nz["eps_shape"],
-        "eps_bd": nz["eps_bd"], **rec,
-    }
-    profiles = {k: v[order] for k, v in profiles.items()}
-    attrs.update({"regions": ",".join(sp.REGIONS),
-                  "n_profiles": int(vc.size), "n_profiles_wosis": n_w, "n_profiles_permafrost": int(vc.size - n_w),
-                  "profile_truth": {"shared": "geometric mean of the CLM5 and COMPAS true-parameter SOC",
-                                    "clm5": "CLM5 with its true parameters",
-                                    "compas": "COMPAS with its true parameters"}[truth]})
-    # customary analogue for models without table values: mean normalised truth over the profile sites
+    n_prof = int(round(PROFILES_PER_CELL * vidx.size)) if n_profiles is None else int(n_profiles)
+    profiles, pinfo = sp.draw_profiles(
+        seed, n_prof, d.grid, valid_cell_id=d.cell_id[vidx], valid_land_index=vidx, lat=d.lat[vidx],
+        lon=d.lon[vidx], area_m2=d.area_m2[vidx], crop=cover["crop"][vidx], permafrost=permafrost_v,
+        dtb_m=soil["dtb_m"][vidx], coarse_pct=soil_cov["coarse_pct"][vidx], soc_shared_g_m3=truth_d["soc_truth_g_m3"],
+        soc_by_model=soc_by, truth=truth)
+    attrs.update({**pinfo, "profile_truth": PROFILE_TRUTH_TEXT[truth]})
     for name in soc_by:
-        u_all = truth_d[f"u_{name}"]
-        truth_d[f"u_customary_{name}"] = (u_all[profiles["valid_cell"]].mean(axis=0) if profiles["valid_cell"].size
-                                          else u_all.mean(axis=0))
+        truth_d[f"u_customary_{name}"] = customary_u(truth_d[f"u_{name}"], profiles["valid_cell"])
 
-    return World(seed=seed, grid=grid, land_fraction=lf, cell_id=cells, valid=valid, land=land, covariates=covs,
-                 forcing=forcing, forcing_details=fdet, truth=truth_d, profiles=profiles, attrs=attrs)
-
-
-# ------------------------------------------------------------------------------------------------ calibration
-def _calibrate(model: Any, tmap: Any, z: np.ndarray, forcing: Forcing, area: np.ndarray, seed: int, name: str,
-               chunk: int, n_sample: int = 1500) -> np.ndarray:
-    """Logit shift of the calibration parameters so the true SOC total (0-1 m) hits its target.
-
-    The total is estimated on a fixed random sample of valid cells (area-weighted sum scaled to the full
-    valid area); the shift is found by bisection in [-6, 6] (SOC increases with the turnover times).
-    """
-    names = list(model.params.names)
-    idx = [names.index(p) for p in CALIBRATION_PARAMS.get(name, ()) if p in names]
-    shift = np.zeros(len(names))
-    if not idx:
-        return shift
-    n = area.size
-    rng = rng_for(seed, f"calibrate:{name}")
-    sample = np.sort(rng.choice(n, size=min(n, n_sample), replace=False))
-    f_s = forcing.take(sample)
-    z_s = z[sample]
-    scale = area.sum() / area[sample].sum()
-    target = TRUE_TOTAL_TARGET_PG[name] * area.sum() / 1.0e14  # Pg C, proportional to the valid area
-
-    def total(delta: float) -> float:
-        sh = np.zeros(len(names))
-        sh[idx] = delta
-        theta = model.params.to_physical(tmap.normalized(z_s, shift=sh))
-        soc, _ = run_model(model, theta, f_s, chunk)
-        stock = soc_stock_g_m2(soc)
-        ok = np.isfinite(stock)
-        return float((stock[ok] * area[sample][ok]).sum() / max(area[sample][ok].sum(), 1.0)
-                     * area[sample].sum() * scale / 1e15)
-
-    lo, hi = -6.0, 6.0
-    t_lo, t_hi = total(lo), total(hi)
-    if not (t_lo <= target <= t_hi):
-        best = lo if abs(t_lo - target) < abs(t_hi - target) else hi
-        shift[idx] = best
-        logger.warning("%s: true SOC total cannot reach %.0f Pg (range %.0f-%.0f); shift %.1f", name, target,
-                       t_lo, t_hi, best)
-        return shift
-    for _ in range(22):
-        mid = 0.5 * (lo + hi)
-        if total(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    shift[idx] = 0.5 * (lo + hi)
-    return shift
+    return World(seed=seed, grid=d.grid, land_fraction=d.land_fraction_grid, cell_id=d.cell_id, valid=valid,
+                 land=land, covariates=covs, forcing=forcing, forcing_details=fdet, truth=truth_d,
+                 profiles=profiles, attrs=attrs)
 
 
-def _resample_failures(model: Any, tmap: Any, z: np.ndarray, shift: np.ndarray, u: np.ndarray, theta: np.ndarray,
-                       soc: np.ndarray, status: np.ndarray, forcing: Forcing,
-                       shrink: tuple[float, ...] = (0.75, 0.5, 0.25, 0.0)) -> tuple:
-    """Redraw the true parameters of cells whose steady state failed (``world.md`` §7 validity rule).
+def synthetic_land_climate(resolution_deg: float, seed: int) -> dict[str, np.ndarray]:
+    """The synthetic world's land climate and covariates, without its forcing, truth or profiles.
 
-    A failed cell's standardised field g is shrunk towards the field's centre, g -> lambda g for lambda in
-    ``shrink`` in turn, until the model solves (the centre vectors of :mod:`prodampi.data.truth` are valid in
-    nearly every cell).  Deterministic; cells still failing keep status != 0 and NaN SOC.
+    Every array equals the one :func:`make_world` gives for the same ``(resolution_deg, seed)`` (whatever its
+    other options): the valid cells' permafrost flag and bedrock layer are computed by the forcing's own rules
+    (:func:`~prodampi.data.forcing_synth.permafrost_from_climate`,
+    :func:`~prodampi.data.forcing_synth.nbedrock_from_depth`) instead of from a generated forcing.
+
+    Parameters
+    ----------
+    resolution_deg : float
+        Grid spacing (degrees).
+    seed : int
+        World seed.
 
     Returns
     -------
-    (u, theta, soc, status, n_resampled)
+    dict
+        Over the n land-domain cells: ``cell_id`` (n,) flat grid index, ``valid`` (n,) bool, the
+        :attr:`World.land` fields - ``lat``/``lon`` (degrees), ``area_m2`` (m2), ``ta_c`` (n, 12) monthly air
+        temperature (C), ``pr_mm`` (n, 12) precipitation (mm month-1), ``npp_gc_m2_yr`` (g C m-2 yr-1),
+        ``forest``/``crop``/``wetland``/``organic`` (0-1), ``dtb_m`` depth to bedrock (m), ``permafrost``
+        (bool), ... - and ``covariates`` (n, 60) in ``covariate_names`` order (K = 60 names, str array;
+        :data:`prodampi.data.covariates.COVARIATE_UNITS` units; NaN in at least one column of every invalid
+        cell).
     """
-    bad = np.flatnonzero(status != 0)
-    n_res = bad.size
-    for lam in shrink:
-        if bad.size == 0:
-            break
-        g = (tmap.raw_g(z[bad]) - tmap.g_mean) / tmap.g_sd
-        u_new = 0.05 + 0.9 / (1.0 + np.exp(-(tmap.a + shift + tmap.b * lam * g)))
-        th_new = model.params.to_physical(u_new)
-        s_new, st_new = run_model(model, th_new, forcing.take(bad))
-        u[bad], theta[bad], soc[bad], status[bad] = u_new, th_new, s_new, st_new
-        bad = bad[st_new != 0]
-    return u, theta, soc, status, n_res
+    seed = int(seed)
+    d, c, npp, valid, _, cover, soil = _land_side(resolution_deg, seed)
+    vidx = np.flatnonzero(valid)
+    pf_valid = permafrost_from_climate(d.lat[vidx], c["ta_c"][vidx], c["pr_mm"][vidx],
+                                       d.noise("forcing:delta_t")[vidx])
+    pf_land = permafrost_flags(c, valid, pf_valid)
+    soil_cov = soil_covariates(d, c, cover, soil, pf_land)
+    covs = covariate_matrix(d, c, npp, cover, soil, soil_cov, valid, nbedrock_from_depth(soil["dtb_m"][vidx]))
+    return {"cell_id": d.cell_id, "valid": valid, **land_fields(d, c, npp, cover, soil, pf_land),
+            "covariates": covs, "covariate_names": np.array(cov.COVARIATE_NAMES)}
 
 
 # ------------------------------------------------------------------------------------------------ integrals
@@ -780,7 +445,7 @@ def world_integrals(world: World, models: tuple[str, ...] = MODEL_NAMES, customa
         out[f"soc_1m_{m}_true_pg"] = float((st[ok] * a[ok]).sum() / 1e15)
         logs[f"{m}_true"] = np.log(np.where(ok & (st > 0), st, np.nan))
         if customary:
-            model = _get_model(m)
+            model = get_map_model(m)
             k0 = cov.COVARIATE_NAMES.index("Sand_Content_0cm")
             sand = np.nanmean(world.covariates[v][:, k0:k0 + 3], axis=1)
             th = customary_theta(m, model.params, sand, world.truth.get(f"u_customary_{m}"))
