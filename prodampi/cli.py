@@ -6,10 +6,12 @@ validate DECK           check a deck, print the resolved deck (``--schema`` list
 selftest                MPI + parallel HDF5 + netCDF4 + torch in one process (run under mpiexec -n N)
 run DECK                every available stage in order
 <stage> DECK            one stage (prepare, ...); each takes --run-dir DIR
-status DECK             what the run directory holds (reads <run_dir>/<stage>.json)
+status DECK             what the run directory holds (<run_dir>/<stage>.json and the stage registry's files)
 bench models            steady-state speed of the soil models (--quick, --json)
 
-Exit status: 0 success, 1 unexpected failure (any rank), 2 bad deck or input, 3 stage cannot run.
+Exit status: 0 success, 1 unexpected failure (any rank), 2 bad deck or input, 3 stage cannot run (a run file
+it needs is missing or unusable -- the one-line message names the file and the command that makes it -- or the
+stage is not available in this version).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .stages.common import PIPELINE
+from .stages.registry import STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("selftest", help="check MPI, parallel HDF5, netCDF4 and torch together")
     s.add_argument("--run-dir", help="folder for the temporary test files (default: system temp)")
 
-    for name in ("run", *PIPELINE):
-        h = "run every available stage in order" if name == "run" else f"stage {name}"
+    for name in ("run", *STAGES):
+        h = "run every available stage in order" if name == "run" else f"stage {name}: {STAGES[name].doc}"
         sp = sub.add_parser(name, help=h)
         sp.add_argument("deck")
         sp.add_argument("--run-dir", help="override the deck's run_dir")
@@ -99,37 +101,41 @@ def main(argv: list[str] | None = None) -> int:
             if world.is_root:
                 print_status(deck, as_json=args.json)
             return 0
-        from .stages.common import available_stages, run_stage
+        from .stages.common import run_stage
+        from .stages.registry import available_stages, check_prerequisites
 
-        if args.command == "run":
-            stages = available_stages()
-            missing = [s for s in PIPELINE if s not in stages]
-            for stage in stages:
-                run_stage(stage, deck, world)
-            if world.is_root and missing:
-                print(f"prodampi: stages not available in this version: {', '.join(missing)}", file=sys.stderr)
-            return 0
-        if args.command not in available_stages():
-            from .errors import StageError
-
-            raise StageError(f"stage {args.command!r} is not available in prodampi {__version__}")
-        run_stage(args.command, deck, world)
+        stages = available_stages() if args.command == "run" else [args.command]
+        world.run_collective(check_prerequisites, stages, deck, args.deck, args.run_dir)
+        for stage in stages:
+            run_stage(stage, deck, world)
+        missing = [s for s in STAGES if s not in available_stages()]
+        if args.command == "run" and world.is_root and missing:
+            print(f"prodampi: stages not available in this version: {', '.join(missing)}", file=sys.stderr)
         return 0
     return 1  # pragma: no cover - abort_on_error exits
 
 
 def print_status(deck: dict, as_json: bool = False) -> None:
-    """Print the state of each stage from ``<run_dir>/<stage>.json``."""
+    """Print the state of each registered stage: its ``<run_dir>/<stage>.json`` and the files it makes."""
+    from .stages.registry import file_states
+
     run_dir = Path(deck["run_dir"])
+    files = file_states(deck)
     rows = {}
-    for stage in PIPELINE:
+    for stage, spec in STAGES.items():
         p = run_dir / f"{stage}.json"
+        bad = {f: why for f, why in files[stage].items() if why != "ok"}
         if p.is_file():
             rec = json.loads(p.read_text())
-            rows[stage] = {"status": rec.get("status"), "finished": rec.get("provenance", {}).get("created_at"),
+            status = rec.get("status")
+            if status == "done" and bad:
+                f, why = next(iter(bad.items()))
+                status = f"done, but {f} is {why}"
+            rows[stage] = {"status": status, "finished": rec.get("provenance", {}).get("created_at"),
                            "seconds": rec.get("timings_s", {}).get("total"), "summary": rec.get("summary")}
         else:
-            rows[stage] = {"status": "not run" if PIPELINE[stage] else "not available"}
+            rows[stage] = {"status": "not run" if spec.available else "not available"}
+        rows[stage]["files"] = files[stage]
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), "stages": rows}, indent=2))
         return

@@ -25,9 +25,18 @@ from typing import Any
 
 import yaml
 
+from .data.profiles import OM_PER_SOC, PAPER_PTF
 from .errors import DeckError
+from .inference import SAMPLER_MODES
+from .io.formats import PROFILE_FORMATS
+from .soil import MODELS
+from .soil.options import DEFAULT_PRESET, PRESETS
 
-MODEL_NAMES = ("clm5", "compas")
+# The names a deck may use come from the registries that own them (written once, there):
+#   models            prodampi.soil.MODELS
+#   model presets     prodampi.soil.options.PRESETS
+#   profile formats   prodampi.io.formats.PROFILE_FORMATS (and the prepare.profiles keys each one needs)
+#   sampler modes     prodampi.inference.SAMPLER_MODES
 
 
 # ---------------------------------------------------------------------------------------------- schema types
@@ -77,8 +86,13 @@ SCHEMA = S(doc="prodampi input deck", fields={
     "run_dir": F("path", REQUIRED, doc="run directory for every output (created if missing); "
                                       "overridden by --run-dir"),
     "seed": F("int", 20240101, lo=0, hi=2**63 - 1, doc="master seed; all random streams are keyed by it"),
-    "models": F("list", ["clm5", "compas"], item="str", choices=MODEL_NAMES, min_len=1,
+    "models": F("list", list(MODELS), item="str", choices=tuple(MODELS), min_len=1,
                 doc="soil models to run"),
+    "model_options": S(doc="per-model options, recorded in provenance", fields={
+        m: S(doc=f"options of model {m}", fields={
+            "preset": F("str", DEFAULT_PRESET, choices=PRESETS,
+                        doc="named option set: 'paper' = the authors' forward function, 'textbook' = corrected"),
+        }) for m in MODELS}),
     "description": F("str", "", doc="free text, copied into provenance"),
     "logging": S(doc="logging", fields={
         "level": F("str", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -91,14 +105,18 @@ SCHEMA = S(doc="prodampi input deck", fields={
         "world": S(doc="the embedded synthetic world", fields={
             "resolution_deg": F("float", 2.0, lo=0.25, hi=10.0, doc="grid spacing (deg); 0.5 for full runs"),
             "n_profiles": F("int", 400, lo=1, hi=10_000_000, doc="synthetic WoSIS-like profiles"),
-            "truth": F("str", "shared", choices=("shared", *MODEL_NAMES),
+            "truth": F("str", "shared", choices=("shared", *MODELS),
                        doc="what the synthetic observations sample: the geometric mean of both models' "
                            "true SOC ('shared') or one model's own (parameter-recovery runs)"),
         }),
-        "profiles": S(doc="real profile tables (source: table)", fields={
-            "format": F("str", "isis", choices=("isis", "afsp", "wosis")),
+        "profiles": S(doc="real profile tables (source: table); each format needs its own keys", fields={
+            "format": F("str", "isis", choices=tuple(PROFILE_FORMATS),
+                        doc="; ".join(f"{f.name}: {f.doc} (needs {', '.join(f.deck_keys)})"
+                                      for f in PROFILE_FORMATS.values())),
             "sites": F("path", None, nullable=True, must_exist=True, doc="site table (csv or csv.gz)"),
             "horizons": F("path", None, nullable=True, must_exist=True, doc="horizon table (csv or csv.gz)"),
+            "snapshot_dir": F("path", None, nullable=True, must_exist=True,
+                              doc="folder of an unpacked WoSIS snapshot (wosis2019, wosis2023)"),
             "ncscd": F("path", None, nullable=True, must_exist=True, doc="optional NCSCD pedon table"),
         }),
         "forcing": S(doc="model forcing for sites", fields={
@@ -115,15 +133,16 @@ SCHEMA = S(doc="prodampi input deck", fields={
         }),
         "ptf": S(doc="bulk-density pedo-transfer function BD = a + b exp(-c OM), OM = om_factor * SOC[g/kg]",
                  fields={
-                     "a": F("float", 0.32, lo=0.0, hi=3.0),
-                     "b": F("float", 1.30, lo=0.0, hi=5.0),
-                     "c": F("float", 0.0089, lo=0.0, hi=1.0),
-                     "om_factor": F("float", 1.724, lo=1.0, hi=3.0),
+                     "a": F("float", PAPER_PTF[0], lo=0.0, hi=3.0),
+                     "b": F("float", PAPER_PTF[1], lo=0.0, hi=5.0),
+                     "c": F("float", PAPER_PTF[2], lo=0.0, hi=1.0),
+                     "om_factor": F("float", OM_PER_SOC, lo=1.0, hi=3.0,
+                                    doc=f"organic matter per SOC; only {OM_PER_SOC} (the paper's) is supported"),
                  }),
     }),
     "assimilate": S(doc="stage 2: per-profile adaptive-Metropolis MCMC -> posterior.h5", fields={
-        "mode": F("str", "proda", choices=("proda", "textbook"),
-                  doc="'proda' reproduces the authors' sampler and cost; 'textbook' uses a likelihood"),
+        "mode": F("str", "paper", choices=tuple(SAMPLER_MODES),
+                  doc="; ".join(f"'{k}': {v}" for k, v in SAMPLER_MODES.items())),
         "chains": F("int", 4, lo=1, hi=64),
         "test_iterations": F("int", 20_000, lo=0, hi=10_000_000, doc="PRODA 'test run' length"),
         "iterations": F("int", 50_000, lo=1, hi=10_000_000, doc="formal run length per chain"),
@@ -269,10 +288,21 @@ def _validate(schema: S, data: Any, prefix: str, base: Path | None, errs: list[s
 
 def _cross_checks(deck: dict, errs: list[str]) -> None:
     prep = deck["prepare"]
-    if prep["source"] == "table":
-        for k in ("sites", "horizons"):
-            if prep["profiles"][k] is None:
-                errs.append(f"prepare.profiles.{k} = null: required when prepare.source is 'table'")
+    pr = prep["profiles"]
+    if prep["source"] == "table" and pr["format"] in PROFILE_FORMATS:
+        fmt = PROFILE_FORMATS[pr["format"]]
+        for k in fmt.deck_keys:
+            if pr[k] is None:
+                errs.append(f"prepare.profiles.{k} = null: required when prepare.source is 'table' and "
+                            f"prepare.profiles.format is {fmt.name!r} (it reads {', '.join(fmt.deck_keys)})")
+        other = sorted({k for f in PROFILE_FORMATS.values() for k in f.deck_keys} - set(fmt.deck_keys))
+        for k in other:
+            if pr[k] is not None:
+                errs.append(f"prepare.profiles.{k} = {pr[k]!r}: not read by format {fmt.name!r} (it reads "
+                            f"{', '.join(fmt.deck_keys)}); remove it or choose a format that reads it")
+    if prep["ptf"]["om_factor"] != OM_PER_SOC:
+        errs.append(f"prepare.ptf.om_factor = {prep['ptf']['om_factor']!r}: only the paper's {OM_PER_SOC} is "
+                    f"supported by the screening code")
     a = deck["assimilate"]
     if isinstance(a["adapt_start"], int) and isinstance(a["iterations"], int) \
             and isinstance(a["test_iterations"], int) \

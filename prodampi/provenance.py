@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,31 @@ def provenance(deck: dict | None = None, n_ranks: int = 1, extra: dict | None = 
     }
     if deck is not None:
         rec.update(deck_path=deck.get("_deck_path"), deck_sha256=deck.get("_deck_sha256"),
-                   deck_hash=deck_hash(deck), seed=deck.get("seed"))
+                   deck_hash=deck_hash(deck), seed=deck.get("seed"), model_options=model_options(deck))
     if extra:
         rec.update(extra)
     return rec
+
+
+def model_options(deck: dict) -> dict[str, Any]:
+    """The options of every model of the deck: the preset named in ``model_options`` and, where the model
+    has an options record, every field of it (``{"clm5": {"preset": "paper", "options": {...}}, ...}``)."""
+    out: dict[str, Any] = {}
+    chosen = deck.get("model_options") or {}
+    for name in deck.get("models") or ():
+        preset = (chosen.get(name) or {}).get("preset")
+        rec: dict[str, Any] = {"preset": preset}
+        try:
+            from .soil import MODELS
+
+            mod, cls = MODELS[name].split(":")
+            opts = getattr(getattr(import_module(mod), cls), "options_class", None)
+            if opts is not None and preset is not None:
+                rec["options"] = opts.preset(preset).as_dict()
+        except (ImportError, KeyError, AttributeError, ValueError) as e:  # recorded, never fatal
+            rec["options_error"] = f"{type(e).__name__}: {e}"
+        out[name] = rec
+    return out
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, before_replace: Any = None) -> None:

@@ -1,4 +1,7 @@
-"""What every stage shares: its context, its summary file ``<run_dir>/<stage>.json``, and the pipeline order."""
+"""What every stage shares: its context and its summary file ``<run_dir>/<stage>.json``.
+
+The pipeline order and what each stage needs and makes are in :mod:`prodampi.stages.registry`.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +12,12 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ..errors import StageError
 from ..parallel.comm import World, setup_logging
 from ..provenance import provenance, write_json_atomic
+from .registry import STAGES
 
 log = logging.getLogger(__name__)
-
-#: the pipeline in order; ``None`` = not available in this version of prodampi
-PIPELINE: dict[str, str | None] = {
-    "prepare": "prodampi.stages.prepare:run",
-    "assimilate": None,
-    "learn": None,
-    "map": None,
-    "report": None,
-}
-
-
-def available_stages() -> list[str]:
-    """Stages this version implements, in pipeline order."""
-    return [k for k, v in PIPELINE.items() if v is not None and _importable(v)]
-
-
-def _importable(target: str) -> bool:
-    try:
-        import_module(target.split(":")[0])
-    except ModuleNotFoundError:
-        return False
-    return True
 
 
 @dataclass
@@ -80,9 +63,9 @@ def stage_json_path(run_dir: Path, stage: str) -> Path:
 
 def run_stage(stage: str, deck: dict, world: World) -> dict[str, Any]:
     """Run one stage: logging, the stage function, then the summary file (written atomically by rank 0)."""
-    target = PIPELINE.get(stage)
+    target = STAGES[stage].target
     if target is None:
-        raise KeyError(f"stage {stage!r} is not available in this version")
+        raise StageError(f"stage {stage!r} is not available in this version")
     run_dir = Path(deck["run_dir"])
     if world.is_root:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from prodampi.stages.prepare import read_inputs
+from prodampi.io.inputs import read_inputs, undeclared_datasets
+from prodampi.testing.mpi import MpiJobRunner
 
 REPO = Path(__file__).resolve().parents[2]
-MPIEXEC = os.environ.get("PRODAMPI_MPIEXEC") or shutil.which("mpiexec.mpich") or shutil.which("mpiexec")
+RUNNER = MpiJobRunner(cwd=REPO, default_timeout=600.0)
 
 
 def prodampi(args: list[str], n: int = 1, **env: str) -> subprocess.CompletedProcess:
-    e = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}
-    e.pop("PRODAMPI_FAULT", None)
-    cmd = [sys.executable, "-m", "prodampi", *args]
-    if n > 1:
-        cmd = [MPIEXEC, "-n", str(n), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=600, cwd=REPO)
+    return RUNNER.prodampi(args, n=n, **env)
 
 
 def summary(run_dir: Path) -> dict:
@@ -49,12 +42,14 @@ def test_isis_counts_and_ledger(tmp_path, shared_data):
     assert set(x.decode() for x in inp["sites"]["forcing_source"]) == {"derived:synthetic-climate"}
     ok, _ = inp["site_forcing"].check()
     assert ok.all()
+    assert undeclared_datasets(d / "inputs.h5") == []  # the contract's layout lists every dataset
 
 
 def test_afsp_counts(tmp_path, shared_data):
     d = tmp_path / "afsp"
     r = prodampi(["prepare", "input_decks/afsp_africa.yaml", "--run-dir", str(d)])
     assert r.returncode == 0, r.stderr
+    assert undeclared_datasets(d / "inputs.h5") == []
     s = summary(d)
     assert s["profiles_kept"] == 8830 and s["profiles_read"] == 26270 and s["ledger_accounts_for_all"]
     assert s["forcing_source"] == {"derived:covariates": 8830}
@@ -67,7 +62,7 @@ def _synthetic_deck(tmp_path: Path) -> Path:
     return deck
 
 
-@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec")
+@pytest.mark.skipif(RUNNER.mpiexec is None, reason="no mpiexec")
 def test_synthetic_alone_and_under_mpiexec_identical_and_reused(tmp_path):
     deck = _synthetic_deck(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
@@ -75,6 +70,7 @@ def test_synthetic_alone_and_under_mpiexec_identical_and_reused(tmp_path):
     r2 = prodampi(["prepare", str(deck), "--run-dir", str(b)], n=2)
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     ia, ib = read_inputs(a / "inputs.h5"), read_inputs(b / "inputs.h5")
+    assert undeclared_datasets(a / "inputs.h5") == []
     pa, pb = ia["profiles"].to_arrays(), ib["profiles"].to_arrays()
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
@@ -95,15 +91,14 @@ def test_synthetic_alone_and_under_mpiexec_identical_and_reused(tmp_path):
 def test_synthetic_density_matches_world_and_truth_stored(tmp_path):
     """The screening's SOC density (content x BD x (1 - coarse)) reproduces the world's own observed density,
     and the noise-free truth stored per kept layer is finite and positive."""
+    from prodampi.data.profiles import screen_profiles
+    from prodampi.data.synthetic_profiles import synthetic_profile_table
     from prodampi.data.world import make_world
-    from prodampi.deck import validate_deck
-    from prodampi.stages.prepare import _screen, synthetic_profile_table
 
-    deck = validate_deck({"run_dir": str(tmp_path), "seed": 3}, base=tmp_path)
     w = make_world(5.0, seed=3, n_profiles=60, models=("clm5", "compas"))
     p = w.to_arrays()["profiles"]
     table = synthetic_profile_table(p)
-    res = _screen(table, deck)
+    res = screen_profiles(table, min_layers_exclusive=2, min_max_depth_cm=50.0)  # the deck's defaults
     prof = res.profiles
     n = p["n_layers"]
     for j, pid in enumerate(prof.profile_id):
@@ -141,6 +136,15 @@ def test_inputs_file_written_atomically(tmp_path):
     stages = json.loads(st.stdout)["stages"]
     assert stages["prepare"]["status"] == "done" and stages["prepare"]["summary"]["profiles_read"] == 80
     assert stages["assimilate"]["status"] in ("not run", "not available")
+    assert stages["prepare"]["files"] == {str(d / "inputs.h5"): "ok"}  # status reads the stage registry
+    from prodampi.stages.registry import available_stages
+
+    if "assimilate" not in available_stages():
+        # the next stage finds its prerequisite, then says it is not available in this version (exit 3, one line)
+        r = prodampi(["assimilate", str(deck), "--run-dir", str(d)])
+        assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "stage 'assimilate' is not available" in lines[0], r.stderr
     assert (d / "logs" / "prepare_p0.log").is_file()
 
 

@@ -31,6 +31,62 @@ def test_defaults_filled_and_types():
     assert deck["run_dir"] == str(Path("/tmp/runs/x"))
 
 
+def test_choices_come_from_the_registries():
+    import prodampi.deck as deck_mod
+    from prodampi.data.profiles import OM_PER_SOC, PAPER_PTF
+    from prodampi.inference import SAMPLER_MODES
+    from prodampi.io.formats import PROFILE_FORMATS
+    from prodampi.soil import MODELS
+    from prodampi.soil.options import PRESETS
+
+    f = SCHEMA.fields
+    assert f["models"].choices == tuple(MODELS)
+    assert f["prepare"].fields["world"].fields["truth"].choices == ("shared", *MODELS)
+    assert f["prepare"].fields["profiles"].fields["format"].choices == tuple(PROFILE_FORMATS)
+    assert f["assimilate"].fields["mode"].choices == tuple(SAMPLER_MODES)
+    assert set(f["model_options"].fields) == set(MODELS)
+    assert all(s.fields["preset"].choices == PRESETS for s in f["model_options"].fields.values())
+    assert not hasattr(deck_mod, "MODEL_NAMES")
+    deck = validate_deck(dict(GOOD), base=Path("."))
+    ptf = deck["prepare"]["ptf"]
+    assert (ptf["a"], ptf["b"], ptf["c"]) == PAPER_PTF and ptf["om_factor"] == OM_PER_SOC
+    assert deck["assimilate"]["mode"] == "paper"
+    assert deck["model_options"] == {m: {"preset": "paper"} for m in MODELS}
+
+
+def test_textbook_presets_and_mode_valid_and_in_provenance():
+    from prodampi.provenance import provenance
+
+    deck = validate_deck({**GOOD, "assimilate": {"mode": "textbook"},
+                          "model_options": {"clm5": {"preset": "textbook"}, "compas": {"preset": "textbook"}}},
+                         base=Path("."))
+    assert deck["assimilate"]["mode"] == "textbook"
+    rec = provenance(deck)["model_options"]
+    assert rec["clm5"]["preset"] == rec["compas"]["preset"] == "textbook"
+
+
+def test_format_requires_exactly_its_keys(tmp_path):
+    from prodampi.io.formats import PROFILE_FORMATS
+
+    (tmp_path / "s.csv").write_text("x\n")
+    for fmt in PROFILE_FORMATS.values():
+        given = {k: "s.csv" if k != "snapshot_dir" else "." for k in fmt.deck_keys}
+        deck = validate_deck({**GOOD, "prepare": {"source": "table", "profiles": {"format": fmt.name, **given}}},
+                             base=tmp_path)
+        assert all(deck["prepare"]["profiles"][k] for k in fmt.deck_keys)
+        for k in fmt.deck_keys:  # each required key, left out, is named
+            rest = {kk: v for kk, v in given.items() if kk != k}
+            errs = problems_at({**GOOD, "prepare": {"source": "table", "profiles": {"format": fmt.name, **rest}}},
+                               tmp_path)
+            assert any(e.startswith(f"d.yaml: prepare.profiles.{k} = null: required") for e in errs), errs
+
+
+def problems_at(data: dict, base: Path) -> list[str]:
+    with pytest.raises(DeckError) as ei:
+        validate_deck(data, source="d.yaml", base=base)
+    return ei.value.problems
+
+
 def test_int_accepted_for_float_and_converted():
     deck = validate_deck({**GOOD, "prepare": {"world": {"resolution_deg": 1}}}, base=Path("."))
     assert deck["prepare"]["world"]["resolution_deg"] == 1.0
@@ -69,7 +125,26 @@ BAD_DECKS = {
     "zero_iterations": ("run_dir: r\nassimilate:\n  iterations: 0\n", "assimilate.iterations = 0"),
     "missing_file": ("run_dir: r\nprepare:\n  source: table\n  profiles:\n    sites: nope.csv\n"
                      "    horizons: nope2.csv\n", "prepare.profiles.sites = 'nope.csv': file not found"),
-    "bad_model_name": ("run_dir: r\nmodels: [clm5, compass]\n", "models[1] = 'compass'"),
+    "bad_model_name": ("run_dir: r\nmodels: [clm5, compass]\n",
+                       "models[1] = 'compass': must be one of clm5, compas"),
+    "old_wosis_format": ("run_dir: r\nprepare:\n  source: table\n  profiles:\n    format: wosis\n",
+                         "prepare.profiles.format = 'wosis': must be one of isis, afsp, wosis2019, wosis2023"),
+    "unknown_preset": ("run_dir: r\nmodel_options:\n  compas:\n    preset: authors\n",
+                       "model_options.compas.preset = 'authors': must be one of paper, textbook"),
+    "options_for_unknown_model": ("run_dir: r\nmodel_options:\n  clm6:\n    preset: paper\n",
+                                  "model_options.clm6: unknown key"),
+    "old_sampler_mode": ("run_dir: r\nassimilate:\n  mode: proda\n",
+                         "assimilate.mode = 'proda': must be one of paper, textbook"),
+    "wosis_without_snapshot": ("run_dir: r\nprepare:\n  source: table\n  profiles:\n    format: wosis2019\n",
+                               "prepare.profiles.snapshot_dir = null: required when prepare.source is 'table' and "
+                               "prepare.profiles.format is 'wosis2019'"),
+    "snapshot_dir_missing": ("run_dir: r\nprepare:\n  profiles:\n    snapshot_dir: no_such_dir\n",
+                             "prepare.profiles.snapshot_dir = 'no_such_dir': file not found"),
+    "key_not_read_by_format": ("run_dir: r\nprepare:\n  source: table\n  profiles:\n    format: wosis2019\n"
+                               "    snapshot_dir: .\n    sites: bad.yaml\n",
+                               "prepare.profiles.sites = "),
+    "unsupported_om_factor": ("run_dir: r\nprepare:\n  ptf:\n    om_factor: 2.0\n",
+                              "prepare.ptf.om_factor = 2.0: only the paper's 1.724"),
     "missing_required": ("seed: 3\n", "run_dir: missing"),
     "out_of_range_float": ("run_dir: r\nprepare:\n  world:\n    resolution_deg: 45\n",
                            "prepare.world.resolution_deg = 45.0"),

@@ -1,0 +1,192 @@
+"""The stage registry: the pipeline's stages, the run files each needs and makes, in order.
+
+Stages meet only through run files (contracts in :mod:`prodampi.io`); this table is the one place that says
+which stage makes which file.  The CLI checks a stage's prerequisites from it before starting the stage
+(:func:`check_prerequisites`: exit 3 with one line naming the missing file and the command that makes it),
+``prodampi run`` walks it in order, and ``prodampi status`` reports from it.
+
+A stage whose ``target`` is None is declared (so its files and prerequisites are known) but not implemented
+in this version of prodampi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+
+from ..errors import StageError
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A file (or folder) in the run directory that one stage makes and others read.
+
+    Attributes
+    ----------
+    key : short name used in :attr:`Stage.needs` / :attr:`Stage.makes`
+    pattern : name in the run directory; ``{model}`` expands to every model of the deck
+    contract : ``"module:function"`` that returns why an existing file cannot be used (or None); None when
+        the contract is not written yet (then the file only has to exist)
+    doc : one line
+    """
+
+    key: str
+    pattern: str
+    contract: str | None
+    doc: str
+
+    def paths(self, run_dir: str | Path, deck: dict) -> list[Path]:
+        """The concrete paths for this deck (one per model when the pattern names ``{model}``)."""
+        run_dir = Path(run_dir)
+        if "{model}" in self.pattern:
+            return [run_dir / self.pattern.format(model=m) for m in deck["models"]]
+        return [run_dir / self.pattern]
+
+    def problem(self, path: Path) -> str | None:
+        """Why ``path`` cannot be used (``"missing"``, ``"incomplete ..."``, ...), or None."""
+        if self.contract is None:
+            return None if path.exists() else "missing"
+        mod, fn = self.contract.split(":")
+        check: Callable[[Path], str | None] = getattr(import_module(mod), fn)
+        return check(path)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline.
+
+    Attributes
+    ----------
+    name : the CLI command (``prodampi <name> DECK``)
+    target : ``"module:function"`` taking a :class:`~prodampi.stages.common.StageContext`; None = not
+        available in this version
+    needs : keys of the run files it reads
+    makes : keys of the run files it writes
+    doc : one line
+    """
+
+    name: str
+    target: str | None
+    needs: tuple[str, ...]
+    makes: tuple[str, ...]
+    doc: str
+
+    @property
+    def available(self) -> bool:
+        """Implemented in this version (its module imports)."""
+        if self.target is None:
+            return False
+        try:
+            import_module(self.target.split(":")[0])
+        except ModuleNotFoundError:
+            return False
+        return True
+
+
+RUN_FILES: dict[str, RunFile] = {f.key: f for f in (
+    RunFile("inputs", "inputs.h5", "prodampi.io.inputs:check_inputs",
+            "profiles, ledger, site forcing and covariates, grid"),
+    RunFile("posterior", "posterior.h5", None, "per-site posterior samples and summaries (ArviZ groups)"),
+    RunFile("ensemble", "ensemble.h5", None, "NN ensemble: members, splits, predicted parameters"),
+    RunFile("maps", "maps_{model}.nc", None, "CF netCDF maps of SOC and its components, per model"),
+    RunFile("report", "report", None, "statistics, latitudinal tables, figures, report.md"),
+)}
+
+#: the pipeline, in order
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("prepare", "prodampi.stages.prepare:run", (), ("inputs",),
+          "profiles, forcing and covariates -> inputs.h5"),
+    Stage("assimilate", None, ("inputs",), ("posterior",), "per-profile MCMC -> posterior.h5"),
+    Stage("learn", None, ("posterior", "inputs"), ("ensemble",), "neural network and bootstrap ensemble"),
+    Stage("map", None, ("ensemble", "inputs"), ("maps",), "global maps per model"),
+    Stage("report", None, ("maps",), ("report",), "statistics and figures"),
+)}
+
+
+def maker(key: str) -> Stage:
+    """The stage that makes run file ``key``."""
+    for s in STAGES.values():
+        if key in s.makes:
+            return s
+    raise KeyError(f"no stage makes run file {key!r}")  # pragma: no cover - the table covers every file
+
+
+def available_stages() -> list[str]:
+    """Stages this version implements, in pipeline order."""
+    return [name for name, s in STAGES.items() if s.available]
+
+
+def stage_command(stage: str, deck_arg: str, run_dir_arg: str | None = None) -> str:
+    """The command line that runs ``stage`` on the same deck and run directory."""
+    return f"prodampi {stage} {deck_arg}" + (f" --run-dir {run_dir_arg}" if run_dir_arg else "")
+
+
+def missing_prerequisites(stage: str, deck: dict, made: set[str] = frozenset()) -> list[tuple[Path, str, str]]:
+    """The run files ``stage`` needs that cannot be used now.
+
+    Parameters
+    ----------
+    stage : stage name
+    deck : the resolved deck (``run_dir``, ``models``)
+    made : run-file keys that earlier stages of the same job will make (``prodampi run``)
+
+    Returns
+    -------
+    list of (path, why, maker stage)
+    """
+    out = []
+    for key in STAGES[stage].needs:
+        if key in made:
+            continue
+        rf = RUN_FILES[key]
+        for p in rf.paths(deck["run_dir"], deck):
+            why = rf.problem(p)
+            if why is not None:
+                out.append((p, why, maker(key).name))
+    return out
+
+
+def check_prerequisites(stages: list[str], deck: dict, deck_arg: str, run_dir_arg: str | None = None) -> None:
+    """Check, before anything runs, that each stage of ``stages`` (in order) can start.
+
+    A run file a stage needs must be usable now or be made by an earlier stage of the list.  Then every
+    stage must be implemented.
+
+    Raises
+    ------
+    StageError
+        (exit 3) with one line: the stage, the file it needs, why it cannot be used and the command that
+        makes it; or that the stage is not available in this version.
+    """
+    from .. import __version__
+
+    made: set[str] = set()
+    for name in stages:
+        if name not in STAGES:
+            raise StageError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+        miss = missing_prerequisites(name, deck, made)
+        if miss:
+            path, why, by = miss[0]
+            what = "which is missing" if why == "missing" else f"which is {why}"
+            raise StageError(f"{name} needs {path}, {what}; make it with: "
+                             f"{stage_command(by, deck_arg, run_dir_arg)}")
+        made |= set(STAGES[name].makes)
+    for name in stages:
+        if not STAGES[name].available:
+            raise StageError(f"stage {name!r} is not available in prodampi {__version__} "
+                             f"(available: {', '.join(available_stages())})")
+
+
+def file_states(deck: dict) -> dict[str, dict[str, str]]:
+    """For each stage: ``{path: "ok" | why not}`` of the run files it makes (``prodampi status``)."""
+    out: dict[str, dict[str, str]] = {}
+    for name, s in STAGES.items():
+        states: dict[str, str] = {}
+        for key in s.makes:
+            rf = RUN_FILES[key]
+            for p in rf.paths(deck["run_dir"], deck):
+                states[str(p)] = rf.problem(p) or "ok"
+        out[name] = states
+    return out
