@@ -30,3 +30,19 @@ def shared_data() -> Path:
         pytest.skip("../shared/data is not present beside the repository")
     return SHARED_DATA
 
+
+
+@pytest.fixture(scope="session")
+def job_runner():
+    """A :class:`prodampi.testing.mpi.MpiJobRunner` rooted at the repository (serial jobs always work)."""
+    from prodampi.testing.mpi import MpiJobRunner
+
+    return MpiJobRunner(cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def mpi_runner(job_runner):
+    """Like ``job_runner``, but the test is skipped when no ``mpiexec`` is found."""
+    if job_runner.mpiexec is None:
+        pytest.skip("no mpiexec found (set PRODAMPI_MPIEXEC or run tools/setup_env.sh)")
+    return job_runner

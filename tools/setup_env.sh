@@ -63,12 +63,12 @@ py_ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { log "ERROR: Python >= 3.11 needed ($py is $py_ver)"; exit 1; }
 key=$(printf '%s|%s|%s|%s|%s|%s' "$MPICC" "$mpi_id" "$mpi_ver" "$hdf5_id" "$py_ver" "$(uname -m)" | sha256sum | cut -c1-16)
 wheels=$cache/wheels-$key
-reqs="numpy scipy pyyaml netCDF4 h5netcdf global-land-mask $torch_req pytest pytest-mpi hypothesis ruff"
+reqs="numpy scipy pyyaml netCDF4 h5netcdf global-land-mask $torch_req pytest pytest-mpi hypothesis ruff import-linter"
 stamp_val=$(printf '%s|%s|%s' "$key" "$reqs" "$(sha256sum "$repo/pyproject.toml" "$repo/setup.cfg" 2>/dev/null | cut -c1-64 | tr '\n' ' ')" | sha256sum | cut -c1-32)
 
 # ---------------------------------------------------------------- 2. fast path: nothing to do
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.prodampi-stamp" 2>/dev/null)" = "$stamp_val" ] \
-   && "$venv/bin/python" -c 'import mpi4py, h5py, netCDF4, torch, yaml, prodampi; assert h5py.get_config().mpi' 2>/dev/null; then
+   && "$venv/bin/python" -c 'import mpi4py, h5py, netCDF4, torch, yaml, global_land_mask, importlinter, prodampi; assert h5py.get_config().mpi' 2>/dev/null; then
   log "environment up to date ($venv)"
   exit 0
 fi
@@ -109,7 +109,7 @@ log "installing into venv from $wheels"
 
 # ---------------------------------------------------------------- 4. checks
 "$venv/bin/python" - <<'PY'
-import h5py, mpi4py, netCDF4, torch, yaml  # noqa: F401  (netCDF4 and MPI h5py in one process)
+import global_land_mask, h5py, importlinter, mpi4py, netCDF4, torch, yaml  # noqa: F401  (netCDF4 and MPI h5py in one process)
 assert h5py.get_config().mpi, "h5py was not built with MPI"
 PY
 printf '%s\n' "$MPIEXEC" > "$venv/.prodampi-mpiexec"

@@ -74,6 +74,9 @@ class World:
             with contextlib.suppress(Exception):
                 s.flush()
         logging.shutdown()
+        # MPICH's launcher can drop the failing rank's last stderr line when MPI_Abort kills the job at once;
+        # a short pause lets the one-line error summary reach the terminal first.
+        time.sleep(0.5)
         self.comm.Abort(code)
 
     def run_collective(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

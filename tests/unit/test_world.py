@@ -230,7 +230,8 @@ def test_profile_noise_free_values_equal_the_model_truth_at_their_layers(world4)
         np.testing.assert_allclose(obs, p[f"truth_{m}_g_m3"], rtol=1e-9, equal_nan=True)
     shared = get_model("clm5").observe(np.sqrt(soc["clm5"] * soc["compas"]), p["node_m"])
     np.testing.assert_allclose(shared, p["truth_g_m3"], rtol=1e-9, equal_nan=True)
-    # the recorded observations are the truth times the stored noise
+    # the recorded observations are the truth times the stored noise (an identity of the export; the noise
+    # itself is checked independently in test_observation_noise_is_unbiased_with_the_configured_sds)
     ok = p["layer_flag"] == 0
     np.testing.assert_allclose(p["soc_density_g_m3"][ok], (p["truth_g_m3"] * np.exp(p["log_noise"]))[ok],
                                rtol=1e-9)
@@ -282,6 +283,112 @@ def test_noise_model_magnitudes(world4):
     logs = np.log(p["soc_density_g_m3"][ok])
     assert 0.6 <= logs.std() <= 2.0
 
+
+
+# ------------------------------------------------------------------------------------------ what a profile observes
+#: CLM5 node depths zsoi (m) of the 20-layer column, from the table in ``proda_nn_maps.md`` §7.3 (written out
+#: here so the check below does not rest on ``prodampi.soil.layers``)
+ZSOI_SPEC_M = np.array([0.01, 0.04, 0.09, 0.16, 0.26, 0.40, 0.58, 0.80, 1.06, 1.36, 1.70, 2.08, 2.50, 2.99, 3.58,
+                        4.27, 5.06, 5.95, 6.94, 8.03])
+#: configured SDs of the log-noise terms (``world.md`` §8): site, layer, PTF bulk-density error (clipped at 0.45)
+SD_SITE, SD_LAYER, SD_BD, BD_CLIP = 0.3, 0.2, 0.176, 0.45
+
+
+def _pchip_reference(node_soc: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    """SciPy's PCHIP (extrapolating, as MATLAB interp1 'pchip') of each row of ``node_soc`` at ``depth_m``."""
+    from scipy.interpolate import PchipInterpolator
+
+    out = np.full(depth_m.shape, np.nan)
+    for i in range(node_soc.shape[0]):
+        ok = np.isfinite(depth_m[i])
+        if ok.any():
+            out[i, ok] = PchipInterpolator(ZSOI_SPEC_M, node_soc[i], extrapolate=True)(depth_m[i, ok])
+    return out
+
+
+@needs_models
+def test_profiles_sample_the_truth_at_layer_mid_depth_in_their_own_cell(world4):
+    """Independent re-computation of the noise-free truth each layer records (``world.md`` §7.1, §8).
+
+    The truth is the 20-node true SOC of the profile's cell, interpolated at the layer's mid-depth
+    (top + bottom) / 2; sampling it at the layer top (or anywhere else) fails here.
+    """
+    arr = world4.to_arrays()
+    p, truth, land = arr["profiles"], arr["truth"], arr["land"]
+    np.testing.assert_allclose(Z, ZSOI_SPEC_M, atol=1e-12)
+    top, bot = p["top_cm"], p["bottom_cm"]
+    inside = np.isfinite(top)
+    assert inside.sum() > 1000
+    mid_m = (top + bot) / 200.0
+    np.testing.assert_allclose(p["node_m"][inside], mid_m[inside], rtol=0, atol=1e-12)
+    # each site lies in the cell whose truth it samples
+    cell = p["valid_cell"]
+    valid_pos = np.flatnonzero(land["valid"])
+    np.testing.assert_array_equal(p["land_cell"], valid_pos[cell])
+    half = 0.5 * 4.0 + 1e-9
+    dlon = (p["lon"] - land["lon"][p["land_cell"]] + 180.0) % 360.0 - 180.0
+    assert np.all(np.abs(p["lat"] - land["lat"][p["land_cell"]]) <= half) and np.all(np.abs(dlon) <= half)
+    # shared truth T = exp(mean of the two models' log SOC) on the nodes, then PCHIP at the mid-depth
+    node_t = np.exp(0.5 * (np.log(truth["soc_clm5_g_m3"]) + np.log(truth["soc_compas_g_m3"])))
+    ref = {"truth_g_m3": _pchip_reference(node_t[cell], mid_m),
+           "truth_clm5_g_m3": _pchip_reference(truth["soc_clm5_g_m3"][cell], mid_m),
+           "truth_compas_g_m3": _pchip_reference(truth["soc_compas_g_m3"][cell], mid_m)}
+    for key, want in ref.items():
+        good = inside & np.isfinite(want)
+        assert good.sum() > 0.95 * inside.sum(), key
+        np.testing.assert_allclose(p[key][good], want[good], rtol=1e-9, err_msg=key)
+    # the top of the layer would be a different, measurably wrong sample (the check above can tell)
+    at_top = _pchip_reference(node_t[cell], top / 100.0)
+    thick = inside & (bot - top >= 5.0)
+    assert np.median(np.abs(np.log(at_top[thick] / ref["truth_g_m3"][thick]))) > 1e-3
+
+
+@needs_models
+def test_observation_noise_is_unbiased_with_the_configured_sds(world4):
+    """Recorded SOC / independent truth = exp(eps_site + eps_layer + eps_shape - PTF x eps_bd), each term centred.
+
+    Means within 4 standard errors of 0 and SDs within 4 standard errors of ``world.md`` §8 (0.3, 0.2, 0.176);
+    a bias of the noise (in the terms or in how they are applied) fails here.
+    """
+    from scipy.stats import norm
+
+    p = world4.profiles
+    cell = p["valid_cell"]
+    mid_m = (p["top_cm"] + p["bottom_cm"]) / 200.0
+    node_t = np.sqrt(world4.truth["soc_clm5_g_m3"] * world4.truth["soc_compas_g_m3"])
+    truth = _pchip_reference(node_t[cell], mid_m)
+    ok = (p["layer_flag"] == 0) & np.isfinite(truth) & (truth > 0)
+    assert ok.sum() > 1000
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ln_ratio = np.log(p["soc_density_g_m3"] / truth)
+    # 1. how the terms are applied (an independent decomposition of the recorded value)
+    applied = p["eps_site"][:, None] + p["eps_layer"] + p["eps_shape"] - np.where(p["bd_from_ptf"], p["eps_bd"], 0.0)
+    np.testing.assert_allclose(ln_ratio[ok], applied[ok], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(p["log_noise"][ok], ln_ratio[ok], rtol=0, atol=1e-8)
+
+    def centred(x: np.ndarray, name: str) -> None:
+        se = x.std(ddof=1) / np.sqrt(x.size)
+        assert abs(x.mean()) < 4 * se, f"{name}: mean {x.mean():.4f}, SE {se:.4f}"
+
+    def sd_is(x: np.ndarray, sd: float, name: str) -> None:
+        rel = x.std(ddof=1) / sd - 1.0
+        assert abs(rel) < 4 * np.sqrt(1.0 / (2 * (x.size - 1))), f"{name}: SD {x.std(ddof=1):.4f} vs {sd}"
+
+    # 2. the terms: centred, configured SDs
+    inside = np.isfinite(p["top_cm"])
+    site, layer, bd = p["eps_site"], p["eps_layer"][inside], p["eps_bd"][inside]
+    centred(site, "eps_site")
+    centred(layer, "eps_layer")
+    centred(bd, "eps_bd")
+    sd_is(site, SD_SITE, "eps_site")
+    sd_is(layer, SD_LAYER, "eps_layer")
+    c = BD_CLIP / SD_BD  # SD of N(0, 0.176^2) clipped at +-0.45
+    sd_bd = SD_BD * np.sqrt((2 * norm.cdf(c) - 1) - 2 * c * norm.pdf(c) + 2 * c * c * norm.sf(c))
+    sd_is(bd, sd_bd, "eps_bd")
+    assert np.abs(bd).max() <= BD_CLIP + 1e-12
+    # 3. the recorded log-noise as a whole is centred (profile means: layers of one profile share eps_site)
+    per_profile = np.array([ln_ratio[i, ok[i]].mean() for i in range(ok.shape[0]) if ok[i].any()])
+    centred(per_profile, "recorded log(obs/truth), per-profile means")
 
 # ------------------------------------------------------------------------------------------------ derived forcing
 def test_forcing_from_climate_summaries_and_lst():
