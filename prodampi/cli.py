@@ -6,7 +6,10 @@ validate DECK           check a deck, print the resolved deck (``--schema`` list
 selftest                MPI + parallel HDF5 + netCDF4 + torch in one process (run under mpiexec -n N)
 run DECK                every available stage in order
 <stage> DECK            one stage (prepare, ...); each takes --run-dir DIR
-status DECK             what the run directory holds (<run_dir>/<stage>.json and the stage registry's files)
+status DECK             what the run directory holds (<run_dir>/<stage>.json and the stage registry's files),
+                        each file checked against its contract, its deck key and its per-dataset checksums
+verify RUN_DIR|DECK     check every run file against its contract and checksums (and, given a DECK, its
+                        deck key); one line per file; exit 0 when all are fine, 2 when one is not
 bench models            steady-state speed of the soil models (--quick, --json)
 
 Exit status: 0 success, 1 unexpected failure (any rank), 2 bad deck or input, 3 stage cannot run (a run file
@@ -49,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--run-dir", help="override the deck's run_dir")
     st.add_argument("--json", action="store_true")
 
+    vf = sub.add_parser("verify", help="check every run file of a run directory (contract, checksums, key)")
+    vf.add_argument("target", metavar="RUN_DIR|DECK")
+    vf.add_argument("--run-dir", help="override the deck's run_dir (with a DECK)")
+
     b = sub.add_parser("bench", help="benchmarks")
     b.add_argument("what", choices=["models"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options passed on (--quick, --json, --models)")
@@ -86,6 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         from .deck import load_deck
         from .errors import DeckError
 
+        if args.command == "verify":
+            code = 0
+            if world.is_root:
+                target = Path(args.target)
+                if target.is_dir():
+                    deck = {"run_dir": str(target), "models": []}
+                else:
+                    deck = load_deck(args.target, run_dir=args.run_dir)
+                code = verify_run_dir(deck, with_key=not target.is_dir())
+            return int(world.bcast(code))
+
         if args.deck is None:
             raise DeckError("validate: a DECK argument is required")
         deck = world.run_collective(load_deck, args.deck, run_dir=args.run_dir)
@@ -115,9 +133,53 @@ def main(argv: list[str] | None = None) -> int:
     return 1  # pragma: no cover - abort_on_error exits
 
 
+def verify_run_dir(deck: dict, with_key: bool = True) -> int:
+    """``prodampi verify``: one line per run file present (``ok`` or what failed); 0 when every file present
+    is fine and at least one is present, 2 otherwise."""
+    from .stages.registry import RUN_FILES
+
+    run_dir = Path(deck["run_dir"])
+    if not run_dir.is_dir():
+        print(f"{run_dir}: not a run directory")
+        return 2
+    n_present = n_bad = 0
+    for rf in RUN_FILES.values():
+        if rf.contract is None:
+            continue
+        for p in rf.paths(run_dir, deck):
+            if not p.exists() and not p.is_symlink():
+                continue
+            n_present += 1
+            why = rf.problem(p, deck if with_key else None)
+            if why is None and p.is_symlink():
+                why = "a symlink, not a run file"
+            n_bad += why is not None
+            print(f"{p}: {'ok' if why is None else why}")
+    if n_present == 0:
+        print(f"{run_dir}: no run files to verify")
+        return 2
+    return 2 if n_bad else 0
+
+
+def _read_summary(p: Path) -> tuple[dict | None, str | None]:
+    """A ``<stage>.json`` as a dict, or None and why it cannot be read."""
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if not isinstance(rec, dict):
+        return None, "unreadable (not a JSON object)"
+    return rec, None
+
+
 def print_status(deck: dict, as_json: bool = False) -> None:
-    """Print the state of each registered stage: its ``<run_dir>/<stage>.json`` and the files it makes."""
-    from .stages.registry import file_states
+    """Print the state of each registered stage: its ``<run_dir>/<stage>.json`` and the files it makes.
+
+    Every file is checked, not taken on trust: present, of its contract, made by this deck (its key) and every
+    dataset matching its stored checksum; and when the summary records ``"files"`` (file name -> digest,
+    :func:`~prodampi.stages.registry.made_file_digests`), each file must still have that digest.  A status of
+    ``done`` is printed only when all of that holds; otherwise the line says what does not."""
+    from .stages.registry import file_states, made_file_digests
 
     run_dir = Path(deck["run_dir"])
     files = file_states(deck)
@@ -126,13 +188,26 @@ def print_status(deck: dict, as_json: bool = False) -> None:
         p = run_dir / f"{stage}.json"
         bad = {f: why for f, why in files[stage].items() if why != "ok"}
         if p.is_file():
-            rec = json.loads(p.read_text())
+            rec, unreadable = _read_summary(p)
+            if rec is None:
+                rows[stage] = {"status": f"{p.name} is {unreadable}"}
+                rows[stage]["files"] = files[stage]
+                continue
             status = rec.get("status")
             if status == "done" and bad:
                 f, why = next(iter(bad.items()))
-                status = f"done, but {f} is {why}"
-            rows[stage] = {"status": status, "finished": rec.get("provenance", {}).get("created_at"),
-                           "seconds": rec.get("timings_s", {}).get("total"), "summary": rec.get("summary")}
+                status = f"{p.name} says done, but {Path(f).name} {_is(why)}"
+            elif status == "done" and isinstance(rec.get("files"), dict):
+                now = made_file_digests(stage, deck)
+                for name, digest in rec["files"].items():
+                    if now.get(name) != digest:
+                        status = (f"{p.name} says done, but {name} was replaced after {p.name} was written "
+                                  "(its checksums differ from those recorded)")
+                        break
+            prov = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else {}
+            tim = rec.get("timings_s") if isinstance(rec.get("timings_s"), dict) else {}
+            rows[stage] = {"status": status, "finished": prov.get("created_at"),
+                           "seconds": tim.get("total"), "summary": rec.get("summary")}
         else:
             rows[stage] = {"status": "not run" if spec.available else "not available"}
         rows[stage]["files"] = files[stage]
@@ -143,6 +218,14 @@ def print_status(deck: dict, as_json: bool = False) -> None:
     for stage, r in rows.items():
         extra = f"  finished {r['finished']} in {r['seconds']} s" if r.get("finished") else ""
         print(f"  {stage:<11} {r['status']}{extra}")
+
+
+def _is(why: str) -> str:
+    """``why`` (a contract's reason) as the end of a sentence about the file."""
+    if why.startswith("dataset "):
+        path, _, rest = why[len("dataset "):].partition(" ")
+        return f"{rest} in {path}" if rest.startswith("fails") else f"has {why}"
+    return f"is {why}"
 
 
 if __name__ == "__main__":  # pragma: no cover

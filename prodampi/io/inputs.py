@@ -45,11 +45,21 @@ from typing import Any
 
 from ..soil import MODELS
 from ..soil.forcing import FIELD_SPEC, Forcing
-from .h5file import Dataset, check_file, check_layout, layout_text, read_checked, tree_index, write_h5_atomic
+from .h5file import (
+    Dataset,
+    check_file,
+    check_layout,
+    layout_text,
+    read_checked,
+    tree_index,
+    verify_file,
+    write_h5_atomic,
+)
 
 #: version of the layout below; bump it when a dataset is added, removed or changes meaning.
 #: 2: ``profiles/bd_source`` added (the BD source of every layer, for the WoSIS readers).
-FORMAT_VERSION = 2
+#: 3: every dataset carries its content checksum (attribute ``blake2b``), verified before reuse.
+FORMAT_VERSION = 3
 
 #: the file's name in the run directory
 FILE_NAME = "inputs.h5"
@@ -220,10 +230,32 @@ def _remake(deck_hint: str) -> str:
     return f"make it again with: prodampi {MADE_BY} {deck_hint}"
 
 
-def check_inputs(path: str | os.PathLike) -> str | None:
-    """Why ``inputs.h5`` at ``path`` cannot be used (``"missing"``, ``"incomplete ..."``, another version), or
-    None.  Cheap: root attributes only (the stage registry calls it before a stage starts)."""
-    return check_file(path, FORMAT_VERSION, "inputs")
+def check_inputs(path: str | os.PathLike, key: str | None = None, verify: bool = True) -> str | None:
+    """Why ``inputs.h5`` at ``path`` cannot be used, or None when it can: the whole reuse decision.
+
+    ``"missing"``, ``"incomplete ..."``, another format version, made by another deck (root ``prepare_key``
+    differs from ``key``, when given) or -- with ``verify`` (default) -- a dataset whose values fail their
+    stored checksum (the reason names the dataset path).  ``verify=False``: root attributes only."""
+    import h5py
+
+    why = check_file(path, FORMAT_VERSION, "inputs")
+    if why is not None:
+        return why
+    if key is not None:
+        try:
+            with h5py.File(path, "r") as f:
+                have = f.attrs.get("prepare_key")
+        except OSError as e:
+            return f"not a readable HDF5 file ({e})"
+        have = have.decode() if isinstance(have, bytes) else have
+        if have != key:
+            return "made by another deck (its prepare_key differs)"
+    if verify:
+        problems = verify_file(path)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return problems[0].split(": ", 1)[1] + more
+    return None
 
 
 def write_inputs(path: str | os.PathLike, groups: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:

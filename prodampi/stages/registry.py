@@ -30,12 +30,17 @@ class RunFile:
     contract : ``"module:function"`` that returns why an existing file cannot be used (or None); None when
         the contract is not written yet (then the file only has to exist)
     doc : one line
+    deck_key : ``"module:function"`` giving, from the deck, the key the file must carry (root attribute
+        ``key_attr``); None when the file carries none
+    key_attr : the root attribute that holds the deck key
     """
 
     key: str
     pattern: str
     contract: str | None
     doc: str
+    deck_key: str | None = None
+    key_attr: str = ""
 
     def paths(self, run_dir: str | Path, deck: dict) -> list[Path]:
         """The concrete paths for this deck (one per model when the pattern names ``{model}``)."""
@@ -44,13 +49,25 @@ class RunFile:
             return [run_dir / self.pattern.format(model=m) for m in deck["models"]]
         return [run_dir / self.pattern]
 
-    def problem(self, path: Path) -> str | None:
-        """Why ``path`` cannot be used (``"missing"``, ``"incomplete ..."``, ...), or None."""
+    def expected_key(self, deck: dict | None) -> str | None:
+        """The deck key the file must carry for ``deck`` (None: no deck given or the file carries none)."""
+        if deck is None or self.deck_key is None:
+            return None
+        mod, fn = self.deck_key.split(":")
+        try:
+            return getattr(import_module(mod), fn)(deck)
+        except KeyError:  # a partial deck (tests, ``prodampi verify RUN_DIR``): no key to compare
+            return None
+
+    def problem(self, path: Path, deck: dict | None = None) -> str | None:
+        """Why ``path`` cannot be used (``"missing"``, ``"incomplete ..."``, a dataset failing its checksum,
+        made by another deck when ``deck`` is given), or None."""
         if self.contract is None:
             return None if path.exists() else "missing"
         mod, fn = self.contract.split(":")
-        check: Callable[[Path], str | None] = getattr(import_module(mod), fn)
-        return check(path)
+        check: Callable[..., str | None] = getattr(import_module(mod), fn)
+        key = self.expected_key(deck)
+        return check(path) if key is None else check(path, key=key)
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,8 @@ class Stage:
 
 RUN_FILES: dict[str, RunFile] = {f.key: f for f in (
     RunFile("inputs", "inputs.h5", "prodampi.io.inputs:check_inputs",
-            "profiles, ledger, site forcing and covariates, grid"),
+            "profiles, ledger, site forcing and covariates, grid", "prodampi.stages.prepare:prepare_key",
+            "prepare_key"),
     RunFile("posterior", "posterior.h5", None, "per-site posterior samples and summaries (ArviZ groups)"),
     RunFile("ensemble", "ensemble.h5", None, "NN ensemble: members, splits, predicted parameters"),
     RunFile("maps", "maps_{model}.nc", None, "CF netCDF maps of SOC and its components, per model"),
@@ -142,7 +160,7 @@ def missing_prerequisites(stage: str, deck: dict, made: set[str] = frozenset()) 
             continue
         rf = RUN_FILES[key]
         for p in rf.paths(deck["run_dir"], deck):
-            why = rf.problem(p)
+            why = rf.problem(p, deck)
             if why is not None:
                 out.append((p, why, maker(key).name))
     return out
@@ -187,6 +205,27 @@ def file_states(deck: dict) -> dict[str, dict[str, str]]:
         for key in s.makes:
             rf = RUN_FILES[key]
             for p in rf.paths(deck["run_dir"], deck):
-                states[str(p)] = rf.problem(p) or "ok"
+                states[str(p)] = rf.problem(p, deck) or "ok"
         out[name] = states
+    return out
+
+
+def made_file_digests(stage: str, deck: dict) -> dict[str, str]:
+    """``{file name: digest}`` of the run files ``stage`` makes, as they are now: a digest of each file's
+    stored per-dataset checksums and deck key (:func:`prodampi.io.h5file.file_digest`).  The stage writer
+    records it in ``<stage>.json`` as ``"files"``; ``prodampi status`` compares it with the files, so a file
+    replaced after its summary was written is reported.  Files that are missing or have no contract are
+    left out."""
+    from ..io.h5file import file_digest
+
+    out: dict[str, str] = {}
+    for key in STAGES[stage].makes:
+        rf = RUN_FILES[key]
+        if rf.contract is None:
+            continue
+        for p in rf.paths(deck["run_dir"], deck):
+            if p.is_file():
+                d = file_digest(p, rf.key_attr)
+                if d is not None:
+                    out[p.name] = d
     return out
