@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import socket
@@ -80,29 +79,14 @@ def model_options(deck: dict) -> dict[str, Any]:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, before_replace: Any = None) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same folder, fsync, os.replace).
+    """Write ``obj`` as JSON to ``path`` atomically through :func:`prodampi.io.safefile.write_json_atomic`
+    (exclusive random temp file in the same folder, never following a symlink, fsync, os.replace, folder fsync).
 
     ``before_replace``, if given, is called between the fsync and the rename (fault-injection tests).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=json_default)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    if before_replace is not None:
-        before_replace()
-    os.replace(tmp, path)
-    try:  # make the rename durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    from .io.safefile import write_json_atomic as _write
+
+    _write(path, obj, before_replace=before_replace, default=json_default)
 
 
 def json_default(o: Any) -> Any:

@@ -123,11 +123,25 @@ def setup_logging(world: World, run_dir: str | os.PathLike | None = None, stage:
         logdir = Path(run_dir) / "logs"
         logdir.mkdir(parents=True, exist_ok=True)
         path = logdir / f"{stage}_p{world.rank}.log"
-        fh = logging.FileHandler(path, mode="a")  # appended on restart: earlier attempts are kept
+        fh = logging.StreamHandler(_open_log(path))  # appended on restart: earlier attempts are kept
         fh.setLevel(logging.DEBUG if level == "DEBUG" else logging.INFO)
         fh.setFormatter(logging.Formatter(f"%(asctime)s {tag} %(name)s %(levelname)s %(message)s"))
         root.addHandler(fh)
     return path
+
+
+def _open_log(path: Path) -> Any:
+    """Open a log file for appending without following a symlink: a symlink (or anything not a regular
+    file) at ``path`` is removed and replaced by a fresh file, never written through."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        if not path.is_symlink() and (not path.exists() or path.is_dir()):
+            raise
+        path.unlink()
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
+    return os.fdopen(fd, "a", buffering=1)
 
 
 @contextlib.contextmanager
@@ -153,6 +167,8 @@ def abort_on_error(world: World) -> Iterator[None]:
         if world.is_root or not collective:
             prefix = "prodampi: error: " if world.size == 1 or collective else \
                 f"prodampi: rank {world.rank}/{world.size}: error: "
+            if getattr(e, "signum", None) is not None:  # signals.Interrupted
+                prefix = "prodampi: " if world.size == 1 else f"prodampi: rank {world.rank}/{world.size}: "
             for line in e.problems:
                 print(prefix + line, file=sys.stderr)
             sys.stderr.flush()
