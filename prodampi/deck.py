@@ -303,6 +303,15 @@ def _cross_checks(deck: dict, errs: list[str]) -> None:
     if prep["ptf"]["om_factor"] != OM_PER_SOC:
         errs.append(f"prepare.ptf.om_factor = {prep['ptf']['om_factor']!r}: only the paper's {OM_PER_SOC} is "
                     f"supported by the screening code")
+    w = prep["world"]
+    res = w["resolution_deg"]
+    if isinstance(res, float) and res > 0 and not _grid_divides(res):
+        allowed = _allowed_resolutions(0.25, 10.0)
+        near = sorted(allowed, key=lambda r: abs(r - res))[:2]
+        errs.append(f"prepare.world.resolution_deg = {res!r}: 180/res and 360/res must be whole numbers "
+                    f"(the grid tiles the sphere); nearest allowed: {', '.join(f'{r:g}' for r in sorted(near))}")
+    if isinstance(deck.get("run_dir"), str):
+        _check_run_dir(deck["run_dir"], errs)
     a = deck["assimilate"]
     if isinstance(a["adapt_start"], int) and isinstance(a["iterations"], int) \
             and isinstance(a["test_iterations"], int) \
@@ -328,14 +337,95 @@ def validate_deck(data: Any, source: str = "<deck>", base: Path | None = None) -
     return deck
 
 
+# Limits on what a deck file may be (a deck is a few kB; these stop hostile or broken files fast).
+MAX_DECK_BYTES = 1 << 20  # 1 MiB
+MAX_DECK_DEPTH = 32  # nesting of mappings / lists
+MAX_DECK_NODES = 100_000  # YAML nodes composed, aliases counted every time they are used (alias bombs)
+
+
+def _grid_divides(res: float) -> bool:
+    """``180/res`` and ``360/res`` are integers (to round-off): the grid tiles the sphere."""
+    return all(abs(n / res - round(n / res)) < 1e-6 * max(1.0, n / res) for n in (180.0, 360.0))
+
+
+def _allowed_resolutions(lo: float, hi: float) -> list[float]:
+    return [180.0 / k for k in range(1, 2000) if lo <= 180.0 / k <= hi and _grid_divides(180.0 / k)]
+
+
+def _check_run_dir(run_dir: str, errs: list[str]) -> None:
+    """The run directory exists as a writable folder, or can be created (without creating it)."""
+    p = Path(run_dir)
+    if p.exists():
+        if not p.is_dir():
+            errs.append(f"run_dir = {run_dir!r}: exists and is not a directory")
+        elif not os.access(p, os.W_OK | os.X_OK):
+            errs.append(f"run_dir = {run_dir!r}: directory is not writable")
+        return
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        errs.append(f"run_dir = {run_dir!r}: cannot be created: {parent} is not a directory")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        errs.append(f"run_dir = {run_dir!r}: cannot be created: {parent} is not writable")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (YAML silently keeps the last one)."""
+    """SafeLoader that rejects duplicate keys (YAML silently keeps the last one) and limits depth and size."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._n_nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+        self._depth += 1
+        try:
+            if self._depth > MAX_DECK_DEPTH:
+                raise DeckError([f"line {self.peek_event().start_mark.line + 1}: nested deeper than "
+                                 f"{MAX_DECK_DEPTH} levels"])
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._n_nodes += 1
+        if self._n_nodes > MAX_DECK_NODES:
+            raise DeckError([f"line {node.start_mark.line + 1}: more than {MAX_DECK_NODES} YAML nodes "
+                             f"(an alias bomb?); a deck is a few dozen keys"])
+        return node
+
+    def get_single_node(self) -> Any:  # noqa: D102
+        node = super().get_single_node()
+        if node is not None:
+            n = _expanded_size(node, {})
+            if n > MAX_DECK_NODES:
+                raise DeckError([f"line {node.start_mark.line + 1}: the deck expands to {n:.3g} values through "
+                                 f"aliases (limit {MAX_DECK_NODES}; an alias bomb?)"])
+        return node
+
+
+def _expanded_size(node: Any, memo: dict[int, float]) -> float:
+    """Number of values ``node`` becomes once every alias is expanded (shared nodes counted each time)."""
+    k = id(node)
+    if k in memo:
+        return memo[k]
+    memo[k] = 1.0  # a recursive alias counts once (SafeLoader refuses it anyway)
+    if isinstance(node, yaml.SequenceNode):
+        n = 1.0 + sum(_expanded_size(c, memo) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1.0 + sum(_expanded_size(kn, memo) + _expanded_size(vn, memo) for kn, vn in node.value)
+    else:
+        n = 1.0
+    memo[k] = n
+    return n
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise DeckError([f"line {key_node.start_mark.line + 1}: a key must be a plain name, "
+                             f"got {type(key).__name__}"])
         if key in seen:
             raise DeckError([f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"])
         seen[key] = True
@@ -361,7 +451,16 @@ def load_deck(path: str | os.PathLike, run_dir: str | None = None) -> dict:
     p = Path(path)
     if not p.is_file():
         raise DeckError([f"{path}: deck file not found"])
-    raw = p.read_bytes()
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_DECK_BYTES + 1)
+    except OSError as e:
+        raise DeckError([f"{path}: cannot read the deck ({e.strerror})"]) from None
+    if len(raw) > MAX_DECK_BYTES:
+        raise DeckError([f"{path}: larger than {MAX_DECK_BYTES // 1024} KiB; a deck is a few kB of YAML"])
+    if b"\0" in raw:
+        nul = raw.index(b"\0")
+        raise DeckError([f"{path}: binary data (NUL byte at {nul}); a deck is YAML text"])
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (SafeLoader subclass)
     except DeckError as e:
@@ -373,6 +472,11 @@ def load_deck(path: str | os.PathLike, run_dir: str | None = None) -> dict:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DeckError([f"{path}: {where}invalid YAML: {what}"]) from None
+    except RecursionError:
+        raise DeckError([f"{path}: nested too deeply"]) from None
+    except (TypeError, ValueError, OverflowError) as e:  # e.g. unhashable keys deep inside a value
+        raise DeckError([f"{path}: invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}"]) \
+            from None
     if run_dir is not None:
         if not isinstance(data, dict):
             data = {}

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..errors import InputDataError
 from ..io.readers import ProfileTable
 
 logger = logging.getLogger(__name__)
@@ -463,12 +464,21 @@ class LedgerEntry:
         return tuple(r.split(":", 1)[0] for r in self.reasons)
 
 
+#: Deepest plausible layer bottom (cm).  Deeper profiles are rejected with ``depth_units`` (depths in mm).
+MAX_DEPTH_CM: float = 1500.0
+#: A table whose profiles' median deepest bottom lies beyond :data:`MEDIAN_DEPTH_MM_CM` (soil profiles are
+#: typically 1-2 m deep: in mm they read 1,000-2,000) or within :data:`MIN_PLAUSIBLE_BOTTOM_CM` of the
+#: surface (in m they read 1-2) is an error naming its depth column: depths in mm or m, not cm.
+MEDIAN_DEPTH_MM_CM: float = 500.0
+MIN_PLAUSIBLE_BOTTOM_CM: float = 5.0
+
 #: Rejection codes used by :func:`screen_profiles`.
 REASON_CODES: dict[str, str] = {
     "site_rejected": "the reader dropped the profile's site row (bad/missing coordinates, duplicate id)",
     "no_site": "horizon rows name a profile id that has no site row",
     "too_few_layers": "2 or fewer layers with an SOC observation",
     "too_shallow": "deepest layer with SOC ends at or above the depth limit (50 cm)",
+    "depth_units": "a layer with SOC ends below MAX_DEPTH_CM = 1,500 cm: depths in mm, or not in cm",
     "da_skip": "the DA cleaning (compas.md §6) leaves fewer than 2 usable layers (da_cleaning=True only)",
 }
 
@@ -552,6 +562,30 @@ class ScreeningResult:
 
 
 # ====================================================================================== screening
+def _check_depth_units(table: ProfileTable, bottom_cm: np.ndarray) -> None:
+    """Raise :class:`~prodampi.errors.InputDataError` when most profiles' depths cannot be centimetres.
+
+    Parameters
+    ----------
+    table : the profile table (its ``files`` name the input in the message)
+    bottom_cm : (L,) layer bottoms as read (cm if the table is right)
+    """
+    fin = np.isfinite(bottom_cm)
+    if not fin.any():
+        return
+    deepest = np.full(table.profile_id.shape[0], np.nan)
+    np.fmax.at(deepest, table.layer_profile[fin], bottom_cm[fin])
+    d = deepest[np.isfinite(deepest)]
+    files = ", ".join(map(str, table.files)) or table.source
+    med = float(np.median(d))
+    if med > MEDIAN_DEPTH_MM_CM:
+        raise InputDataError(f"{files}: layer bottom depth (bottom_cm): the median profile ends at {med:g} cm "
+                             f"(> {MEDIAN_DEPTH_MM_CM:g} cm); the depths look like mm, not cm")
+    if med <= MIN_PLAUSIBLE_BOTTOM_CM:
+        raise InputDataError(f"{files}: layer bottom depth (bottom_cm): the median profile ends at {med:g} cm "
+                             f"(<= {MIN_PLAUSIBLE_BOTTOM_CM:g} cm); the depths look like metres, not cm")
+
+
 def screen_profiles(
     table: ProfileTable, *, min_layers_exclusive: int = 2, min_max_depth_cm: float = 50.0,
     ptf: Sequence[float] = PAPER_PTF, da_cleaning: bool = False,
@@ -609,7 +643,9 @@ def screen_profiles(
     np.maximum.at(deepest, lp, bot_all[li])
     too_few = n_obs <= min_layers_exclusive
     too_shallow = ~(deepest > min_max_depth_cm)
-    keep = ~too_few & ~too_shallow
+    _check_depth_units(table, bot_all)
+    too_deep = deepest > MAX_DEPTH_CM  # an SOC layer deeper than any soil profile: depths in mm
+    keep = ~too_few & ~too_shallow & ~too_deep
 
     # ---- layers of the kept profiles, sorted by (profile, top, bottom)
     sel = li[keep[lp]]
@@ -671,6 +707,9 @@ def screen_profiles(
         if too_shallow[i]:
             reasons.append(f"too_shallow: deepest SOC layer ends at {deepest[i]:g} cm "
                            f"(need > {min_max_depth_cm:g} cm)")
+        if too_deep[i]:
+            reasons.append(f"depth_units: an SOC layer ends at {deepest[i]:g} cm, below the deepest plausible "
+                           f"{MAX_DEPTH_CM:g} cm (depths in mm?)")
         if keep[i]:
             if da_skip[i]:
                 why = "all observations are 0" if all_zero[i] else \

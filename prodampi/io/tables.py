@@ -10,8 +10,9 @@ Every reader of :mod:`prodampi.io` follows the same rules, implemented here:
 * A **missing file or missing column** is not a per-row problem: it raises :class:`ReaderError` whose message
   names the file and the column (or variable).
 * Rows are numbered as 1-based line numbers of the (decompressed) text file; the header is line 1, so the
-  first data row is row 2.  A record spanning several lines (quoted newline, or an unbalanced quote that
-  swallows the following lines) is reported at its first line.  A completely blank line is skipped silently.
+  first data row is row 2.  A record spanning several lines (a quoted newline) is reported at its first
+  line; a line with an unbalanced quote is rejected alone and never swallows the following rows.  A
+  completely blank line is skipped silently.
 * Text files may be gzip-compressed (``.gz``); undecodable bytes become U+FFFD.  The fields ``""``, ``NA``,
   ``N/A``, ``NaN``, ``null`` and ``None`` (any case) are missing values.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,28 +191,81 @@ def _iter_csv(
             index[canon] = names.index(s)
         ncol = len(names)
         id_col = index.get(id_key) if id_key else None
-        while True:
-            start = reader.line_num + 1  # first line of the next record
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                rejections.append(Rejection(str(path), start, None, "", f"unparsable row: {exc}"))
+        for line, _end, row, why in _records(fh, delimiter, ncol, reader.line_num + 1):
+            if row is None:
+                rejections.append(Rejection(str(path), line, None, "", why))
                 continue
-            except (OSError, EOFError) as exc:  # e.g. truncated gzip stream
-                raise ReaderError(f"{path}: read error after row {reader.line_num} ({exc})") from exc
-            line, end = start, reader.line_num
             if not any(f.strip() for f in row):
                 continue
             if len(row) != ncol:
                 pid = row[id_col].strip() if id_col is not None and id_col < len(row) else None
-                span = f" (one record spans rows {line}-{end}: unbalanced quote?)" if end > line else ""
                 rejections.append(Rejection(
                     str(path), line, None, delimiter.join(row)[:80],
-                    f"row has {len(row)} fields, header has {ncol}{span}", profile_id=pid or None))
+                    f"row has {len(row)} fields, header has {ncol}", profile_id=pid or None))
                 continue
             yield line, {canon: row[i] for canon, i in index.items()}
+
+
+#: most physical lines one quoted field may span (a quoted newline); beyond that the quote is unbalanced
+MAX_RECORD_LINES = 8
+
+
+def _parse_line(text: str, delimiter: str) -> list[str] | None:
+    """The fields of one record's text, or None when the csv module cannot parse it."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        return None
+
+
+def _records(fh: Any, delimiter: str, ncol: int, first_line: int
+             ) -> Iterator[tuple[int, int, list[str] | None, str]]:
+    """Split the data lines of ``fh`` into records: ``(first line, last line, fields or None, why not)``.
+
+    A line that holds the header's number of fields is a record on its own.  Otherwise, when it has an odd
+    number of ``"``, it may open a quoted field that continues on the next lines (a quoted newline): it is
+    joined with up to :data:`MAX_RECORD_LINES` - 1 following lines until the quotes balance *and* the record
+    has the header's number of fields.  If that fails the quote is unbalanced: this one line is rejected
+    alone (``fields`` None) and reading goes on at the next line, so a stray quote can never swallow rows.
+    """
+    it = iter(fh)
+    ahead: deque[tuple[int, str]] = deque()
+    n = first_line - 1
+
+    def take() -> tuple[int, str] | None:
+        nonlocal n
+        if ahead:
+            return ahead.popleft()
+        try:
+            text = next(it)
+        except StopIteration:
+            return None
+        except (OSError, EOFError) as exc:  # e.g. truncated gzip stream
+            raise ReaderError(f"{getattr(fh, 'name', '<table>')}: read error after row {n} ({exc})") from exc
+        n += 1
+        return n, text
+
+    while (item := take()) is not None:
+        line, text = item
+        row = _parse_line(text, delimiter)
+        if row is not None and (len(row) == ncol or text.count('"') % 2 == 0):
+            yield line, line, row, ""
+            continue
+        taken: list[tuple[int, str]] = []
+        joined = text
+        while len(taken) < MAX_RECORD_LINES - 1 and (nxt := take()) is not None:
+            taken.append(nxt)
+            joined += nxt[1]
+            if joined.count('"') % 2 == 0:
+                break
+        whole = _parse_line(joined, delimiter) if joined.count('"') % 2 == 0 else None
+        if whole is not None and len(whole) == ncol:
+            yield line, taken[-1][0], whole, ""
+            continue
+        ahead.extendleft(reversed(taken))
+        why = "unparsable row" if row is None and text.count('"') % 2 == 0 else \
+            "unbalanced quote: row rejected alone (the following rows are read)"
+        yield line, line, None, why
 
 
 def _row_id(raw: Mapping[str, str], file: str, line: int, column: str, rejections: list[Rejection]) -> str | None:

@@ -23,14 +23,31 @@ class InjectedFault(RuntimeError):
 _HITS: dict[str, int] = {}
 
 
+ACTIONS = ("raise", "kill")
+
+
 def _parse(spec: str) -> list[tuple[str, str, int | None, int]]:
+    """Parse ``PRODAMPI_FAULT``; a malformed item raises :class:`ProdampiError` (one line, exit 2)."""
+    from ..errors import ProdampiError
+
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
-        action, _, rest = item.partition(":")
+        action, colon, rest = item.partition(":")
         rest, _, nth = rest.partition("#")
         where, _, rank = rest.partition("@")
+        if action not in ACTIONS or not colon or not where or (rank and not rank.isdigit()) \
+                or (nth and (not nth.isdigit() or int(nth) < 1)):
+            raise ProdampiError(f"PRODAMPI_FAULT = {spec!r}: bad item {item!r}; expected ACTION:WHERE[@RANK][#NTH] "
+                                f"with ACTION one of {', '.join(ACTIONS)}, RANK >= 0, NTH >= 1")
         out.append((action, where, int(rank) if rank else None, int(nth) if nth else 1))
     return out
+
+
+def check_fault_spec() -> None:
+    """Refuse a malformed ``PRODAMPI_FAULT`` at once (call at the start of a stage), not at the first point."""
+    spec = os.environ.get("PRODAMPI_FAULT")
+    if spec:
+        _parse(spec)
 
 
 def fault_point(where: str, rank: int = 0) -> None:

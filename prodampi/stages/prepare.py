@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputDataError
 from ..io.h5file import to_bytes
 from ..io.inputs import FILE_NAME, FORMAT_VERSION, check_inputs, write_inputs
+from ..parallel.faults import check_fault_spec, fault_point
 from ..provenance import json_default, provenance
 from .common import StageContext
 
@@ -48,6 +50,7 @@ def prepare_key(deck: dict) -> str:
 def run(ctx: StageContext) -> dict[str, Any]:
     """Build (or reuse) ``inputs.h5``; returns the stage summary (identical on every rank)."""
     world, deck = ctx.world, ctx.deck
+    check_fault_spec()
     path = ctx.run_dir / FILE_NAME
     key = prepare_key(deck)
     summary = None
@@ -65,7 +68,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ reuse
 def _existing_summary(path: Path, key: str) -> dict | None:
-    why = check_inputs(path)
+    why = check_inputs(path, key=key)  # complete, version, deck key and every checksum
     if why == "missing":
         return None
     if why is not None:
@@ -94,6 +97,7 @@ def _build(ctx: StageContext, path: Path, key: str) -> dict[str, Any]:
             summary = _synthetic(deck, groups)
         else:
             summary = _tables(deck, groups)
+    fault_point("prepare_before_write", ctx.world.rank)
     with ctx.timer("write"):
         attrs = {
             "prepare_key": key, "source": prep["source"], "models": json.dumps(list(deck["models"])),
@@ -101,9 +105,31 @@ def _build(ctx: StageContext, path: Path, key: str) -> dict[str, Any]:
             "provenance": json.dumps(provenance(deck, ctx.world.size), default=str),
         }
         write_inputs(path, groups, attrs)
+    fault_point("prepare_after_write", ctx.world.rank)
     log.info("prepare: wrote %s: %d profiles kept of %d read (%d layers)", path, summary["profiles_kept"],
              summary["profiles_read"], summary["layers_kept"])
     return summary
+
+
+def _require_kept(res: Any, deck: dict, extra: dict) -> None:
+    if res.profiles.n_profiles == 0:
+        summary = _summary(res, extra)
+        err = InputDataError(_zero_kept_message(deck, summary))
+        err.summary = summary  # the funnel, recorded in prepare.json by run_stage
+        raise err
+
+
+def _zero_kept_message(deck: dict, summary: dict) -> str:
+    """One line: which input kept no profile, and the funnel (read -> rejected by reason -> kept)."""
+    prep = deck["prepare"]
+    if prep["source"] == "synthetic":
+        src = f"{deck.get('_deck_path', 'deck')}: prepare.world (synthetic, n_profiles={prep['world']['n_profiles']})"
+    else:
+        src = ", ".join(summary.get("files") or [str(prep["profiles"].get("horizons"))])
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted((summary.get("rejected_by_reason") or {}).items())) or "none"
+    return (f"{src}: no profile kept: funnel read {summary['profiles_read']} -> rejected "
+            f"{summary['profiles_rejected']} ({reasons}) -> kept 0"
+            + (f"; reader rejections {summary['reader_rejections']}" if "reader_rejections" in summary else ""))
 
 
 def _screen(table: Any, deck: dict) -> Any:
@@ -138,6 +164,8 @@ def _synthetic(deck: dict, groups: dict) -> dict[str, Any]:
     arrays = world.to_arrays()
     table = synthetic_profile_table(arrays["profiles"])
     res = _screen(table, deck)
+    _require_kept(res, deck, {})
+    fault_point("prepare_after_screening", 0)
     prof = res.profiles
     # map kept profiles back to the world's profile rows / cells
     row_of = {pid: i for i, pid in enumerate(table.profile_id)}
@@ -183,11 +211,14 @@ def _tables(deck: dict, groups: dict) -> dict[str, Any]:
     pr = prep["profiles"]
     table = get_format(pr["format"]).load()(pr)
     n_reader_rejections = len(table.rejections)
+    fault_point("prepare_after_read", 0)
     res = _screen(table, deck)
     if pr["ncscd"]:
         nc = _screen(read_ncscd_pedons(pr["ncscd"]), deck)
         res = ScreeningResult(Profiles.concatenate([res.profiles, nc.profiles]),
                               ScreeningLedger.concatenate([res.ledger, nc.ledger]))
+    _require_kept(res, deck, {"files": list(table.files), "reader_rejections": n_reader_rejections})
+    fault_point("prepare_after_screening", 0)
     prof = res.profiles
     lat, lon = prof.lat, prof.lon
 

@@ -205,3 +205,93 @@ def test_validate_cli_prints_resolved_deck(tmp_path):
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "valid" in r.stdout and "chains: 4" in r.stdout and "- compas" in r.stdout
+
+
+# ------------------------------------------------------------------- issue 9: limits and never a traceback
+def _load_text(tmp_path, text):
+    import prodampi.deck as D
+
+    p = tmp_path / "fuzz.yaml"
+    (p.write_bytes if isinstance(text, bytes) else p.write_text)(text)
+    try:
+        D.load_deck(p)
+    except D.DeckError as e:
+        assert e.problems and all(isinstance(m, str) and "\n" not in m and m.startswith(str(p))
+                                  for m in e.problems)
+        return e.problems
+    return None
+
+
+NASTY = [b"", b"\x00", b"\xff\xfe", b"- a\n- b\n", b"a: [\n", b"\tx: 1\n", b"a:\n  b: 1\n c: 2\n", b"? [a]\n: 1\n",
+         b"? {a: 1}\n: 1\n", b"run_dir: x\nprepare: {? [1]: 2}\n", b"&a [*a]\n", b"!!python/object:os.system x\n",
+         b"a: !!binary AAAA\n", b"run_dir: !!set {a, b}\n", b"run_dir: 2001-01-01\n", b"1: 2\n", b"null: 1\n",
+         b"run_dir: x\nseed: 1e999\n", b"run_dir: x\nseed: .inf\n", b"%YAML 9.9\n---\na: 1\n",
+         b"---\na: 1\n---\nb: 2\n",
+         b"[" * 5000, b"{a: " * 3000, b"run_dir: x\nprepare: [1, 2]\n", b"run_dir: [x]\n", b"run_dir: ''\n"]
+
+
+@pytest.mark.parametrize("text", NASTY, ids=range(len(NASTY)))
+def test_nasty_decks_give_lines_not_tracebacks(tmp_path, text):
+    assert _load_text(tmp_path, text)
+
+
+def test_fuzz_load_deck_never_raises_anything_but_deck_error(tmp_path):
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    alphabet = st.sampled_from(list("ab:-[]{}&*!?,'\"\t\n #|>%@`") + ["run_dir", "prepare", " ", "\x00", "é"])
+
+    @hyp.settings(max_examples=300, deadline=None)
+    @hyp.given(st.lists(alphabet, max_size=60).map("".join))
+    def check(s):
+        _load_text(tmp_path, s.encode("utf-8"))
+
+    check()
+
+
+def test_deck_size_depth_and_alias_limits(tmp_path):
+    import time
+
+    import prodampi.deck as D
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"run_dir: x\n#" + b"x" * D.MAX_DECK_BYTES)
+    with pytest.raises(D.DeckError, match="larger than"):
+        D.load_deck(big)
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8))
+    t0 = time.monotonic()
+    assert "alias bomb" in _load_text(tmp_path, "run_dir: x\ndescription:\n  " + bomb.replace("\n", "\n  "))[0]
+    assert time.monotonic() - t0 < 5
+    assert "nested deeper" in _load_text(tmp_path, "run_dir: x\ndescription: " + "[" * 40 + "]" * 40)[0]
+    assert _load_text(tmp_path, "run_dir: x\ndescription: " + "[" * 20 + "]" * 20) is not None  # a type error only
+
+
+@pytest.mark.parametrize("res, ok", [(2.0, True), (0.5, True), (0.25, True), (7.5, True), (7.2, True), (10.0, True),
+                                     (7.3, False), (0.7, False), (3.7, False), (2.5, True), (1.5, True)])
+def test_resolution_must_tile_the_sphere(tmp_path, res, ok):
+    msgs = _load_text(tmp_path, f"run_dir: {tmp_path}/r\nprepare: {{world: {{resolution_deg: {res}}}}}\n")
+    assert (msgs is None) == ok, msgs
+    if not ok:
+        assert "prepare.world.resolution_deg" in msgs[0] and "nearest allowed" in msgs[0]
+
+
+def test_run_dir_must_be_creatable(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert "not a directory" in _load_text(tmp_path, f"run_dir: {f}\n")[0]
+    assert "is not a directory" in _load_text(tmp_path, f"run_dir: {f}/a/b\n")[0]
+    assert _load_text(tmp_path, f"run_dir: {tmp_path}/new/deep/run\n") is None
+    assert not (tmp_path / "new").exists()  # validate creates nothing
+
+
+def test_malformed_fault_spec_is_an_error(monkeypatch):
+    from prodampi.errors import ProdampiError
+    from prodampi.parallel import faults
+
+    for bad in ("explode:x", "raise", "raise:", "raise:x@one", "raise:x#0", "kill:x#-1"):
+        monkeypatch.setenv("PRODAMPI_FAULT", bad)
+        with pytest.raises(ProdampiError, match="PRODAMPI_FAULT"):
+            faults.check_fault_spec()
+    monkeypatch.setenv("PRODAMPI_FAULT", "raise:x@1#2, kill:y")
+    faults.check_fault_spec()

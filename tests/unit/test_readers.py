@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from prodampi.io import readers as R
+from prodampi.io.tables import _iter_csv
 from prodampi.soil.forcing import Forcing
 from prodampi.soil.layers import DZ_M
 
@@ -443,3 +444,72 @@ def test_write_then_read_csv_helpers_roundtrip(tmp_path: Path) -> None:
     key = [(r.row, r.column, r.reason) for r in a.rejections]
     assert key == [(r.row, r.column, r.reason) for r in b.rejections]
     assert [(r.row, r.column) for r in a.rejections] == [(3, "LATWGS84"), (3, "LHDICM")]
+
+
+def test_stray_quote_rejects_its_row_alone(tmp_path: Path, shared_data: Path, isis: R.ProfileTable) -> None:
+    """Issue 9: one stray ``"`` in a horizon row used to swallow ~3,900 following rows into one rejected
+    record.  Now that line alone is rejected (with its line number) and every other row reads as before."""
+    src = shared_data / ISIS
+    d = tmp_path / "isis"
+    shutil.copytree(src, d)
+    lines = _lines(src / "isis_horizons.csv")
+    k = 100  # 1-based line number of the damaged row
+    bad = lines[k - 1].split(",")
+    bad[3] = '"' + bad[3]  # an opening quote that is never closed
+    lines[k - 1] = ",".join(bad)
+    (d / "isis_horizons.csv").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    t = R.read_isis(d)
+    new = [r for r in t.rejections if (r.file.endswith("isis_horizons.csv"), r.row) not in
+           {(o.file.endswith("isis_horizons.csv"), o.row) for o in isis.rejections}]
+    assert [(r.row, "unbalanced quote" in r.reason) for r in new] == [(k, True)]
+    assert t.n_layers == isis.n_layers - 1
+    assert t.n_profiles == isis.n_profiles
+
+
+def test_quoted_newline_is_one_record(tmp_path: Path) -> None:
+    """A quoted field that holds a newline is one record spanning two lines, reported at its first line."""
+    p = tmp_path / "t.csv"
+    p.write_text('id,name,value\n1,"two\nlines",3.5\n2,plain,4\n3,"bad,5\n4,ok,6\n', encoding="utf-8")
+    rej: list[R.Rejection] = []
+    rows = list(_iter_csv(p, {"profile_id": "id", "name": "name", "v": "value"}, rejections=rej))
+    assert [(line, raw["profile_id"], raw["v"]) for line, raw in rows] == [(2, "1", "3.5"), (4, "2", "4"),
+                                                                           (6, "4", "6")]
+    assert rows[0][1]["name"] == "two\nlines"
+    assert [(r.row, "unbalanced quote" in r.reason) for r in rej] == [(5, True)]
+
+
+def test_implausible_depths_reject_the_profile_with_depth_units(tmp_path: Path, shared_data: Path) -> None:
+    """A profile with a layer ending below 1,500 cm (depths in mm) is rejected alone with ``depth_units``; a
+    table whose profiles mostly look like mm fails naming the depth column."""
+    from prodampi.data.profiles import screen_profiles
+    from prodampi.errors import InputDataError
+
+    src = shared_data / ISIS
+    d = tmp_path / "isis"
+    shutil.copytree(src, d)
+    lines = _lines(src / "isis_horizons.csv")
+    header = lines[0].split(",")
+    ib = header.index("LHDICM")
+    base = screen_profiles(R.read_isis(src))
+    pid = str(base.profiles.profile_id[0])  # a profile the screening keeps
+    out = [lines[0]]
+    for ln in lines[1:]:
+        f = ln.split(",")
+        if f[0] == pid and f[ib]:
+            f[ib] = str(float(f[ib]) * 10.0 + 2000.0)  # this one profile in mm (and deep)
+        out.append(",".join(f))
+    (d / "isis_horizons.csv").write_text("\n".join(out) + "\n", encoding="latin-1")
+    res = screen_profiles(R.read_isis(d))
+    by_id = {e.profile_id: e for e in res.ledger.entries}
+    assert "depth_units" in by_id[pid].reason_codes
+    assert by_id[pid].reason_codes == ("depth_units",)
+    assert res.profiles.n_profiles == base.profiles.n_profiles - 1
+    mm = [lines[0]]
+    for ln in lines[1:]:
+        f = ln.split(",")
+        for j in (header.index("UHDICM"), ib):
+            f[j] = str(float(f[j]) * 10.0) if f[j] else f[j]
+        mm.append(",".join(f))
+    (d / "isis_horizons.csv").write_text("\n".join(mm) + "\n", encoding="latin-1")
+    with pytest.raises(InputDataError, match="bottom_cm.*look like mm"):
+        screen_profiles(R.read_isis(d))
