@@ -395,6 +395,26 @@ class _State:
                scope: str = "row") -> None:
         self.rejections.append(Rejection(file, line, column, value, reason, pid or None, scope))
 
+    def layer_key(self, file: str, line: int, raw: Mapping[str, str], layer_col: str,
+                  first: dict[tuple[str, str], int]) -> tuple[str, str] | None:
+        """``(profile id, layer id)`` of a layer row (the profile id is recorded as read); None, with a row
+        rejection, when either id is empty or the pair was seen before (``first``: key -> its first line)."""
+        pid = raw["profile_id"].strip()
+        if not pid:
+            self.reject(file, line, "profile_id", raw["profile_id"], "missing value in required column", None)
+            return None
+        self.input_ids.setdefault(pid)
+        lid = raw[layer_col].strip()
+        if not lid:
+            self.reject(file, line, layer_col, raw[layer_col], "missing value in required column", pid)
+            return None
+        key = (pid, lid)
+        if key in first:
+            self.reject(file, line, layer_col, lid, f"duplicate layer id (first at row {first[key]})", pid)
+            return None
+        first[key] = line
+        return key
+
     def note(self, pid: str, text: str) -> None:
         self.notes.setdefault(pid, Counter())[text] += 1
 
@@ -514,20 +534,10 @@ def _read_layers(tsv: _Tsv, layer_col: str, flag_col: str, codes: Sequence[str],
     cols = [(code, *((f"{code}_value_avg", f"{code}_value") if blocks else ("value_avg", "value"))) for code in codes]
     cols = [(code, a, v) for code, a, v in cols if tsv.has(a)]  # optional blocks may be absent
     for line, raw in tsv.rows(st.rejections):
-        pid = raw["profile_id"].strip()
-        if not pid:
-            st.reject(tsv.name, line, "profile_id", raw["profile_id"], "missing value in required column", None)
+        key = st.layer_key(tsv.name, line, raw, layer_col, first)
+        if key is None:
             continue
-        st.input_ids.setdefault(pid)
-        lid = raw[layer_col].strip()
-        if not lid:
-            st.reject(tsv.name, line, layer_col, raw[layer_col], "missing value in required column", pid)
-            continue
-        key = (pid, lid)
-        if key in first:
-            st.reject(tsv.name, line, layer_col, lid, f"duplicate layer id (first at row {first[key]})", pid)
-            continue
-        first[key] = line
+        pid, lid = key
         d = _depths_and_flag(raw, tsv.name, line, pid, flag_col, st)
         if d is None:
             dropped[key] = line
@@ -793,20 +803,10 @@ def read_wosis2023(snapshot_dir: str | Path) -> WosisProfileTable:
     layers: dict[tuple[str, str], _Layer] = {}
     first: dict[tuple[str, str], int] = {}
     for line, raw in t_orgc.rows(st.rejections):
-        pid = raw["profile_id"].strip()
-        if not pid:
-            st.reject(t_orgc.name, line, "profile_id", raw["profile_id"], "missing value in required column", None)
+        key = st.layer_key(t_orgc.name, line, raw, "layer_id", first)
+        if key is None:
             continue
-        st.input_ids.setdefault(pid)
-        lid = raw["layer_id"].strip()
-        if not lid:
-            st.reject(t_orgc.name, line, "layer_id", raw["layer_id"], "missing value in required column", pid)
-            continue
-        key = (pid, lid)
-        if key in first:
-            st.reject(t_orgc.name, line, "layer_id", lid, f"duplicate layer id (first at row {first[key]})", pid)
-            continue
-        first[key] = line
+        pid, lid = key
         ll = _coordinates(raw, t_orgc.name, line, pid, st)
         if ll is None:
             continue

@@ -393,3 +393,21 @@ def test_2023_missing_column_fails_clearly(tmp_path: Path) -> None:
     (d2 / "wosis_202312_cfvo.tsv").unlink()
     with pytest.raises(R.ReaderError, match=r"wosis_202312_cfvo\.tsv: file not found"):
         W.read_wosis2023(d2)
+
+
+def test_empty_and_repeated_layer_ids_drop_the_row(tmp_path: Path) -> None:
+    """A layer row without a layer id, or repeating a (profile, layer) id, is rejected alone, naming the row."""
+    d = _copy(FIX19, tmp_path / "w")
+    chem = d / "wosis_201909_layers_chemical.tsv"
+    lines = chem.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    n = len(lines)
+    empty = lines[2].split("\t")
+    empty[1] = ""
+    lines += [lines[2], "\t".join(empty)]  # line n+1 repeats line 3; line n+2 has no layer id
+    chem.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    t = W.read_wosis2019(d)
+    mine = {r.row: r.reason for r in t.rejections if r.file.endswith(chem.name) and r.row > n}
+    assert mine[n + 1] == "duplicate layer id (first at row 3)"
+    assert mine[n + 2] == "missing value in required column"
+    base = W.read_wosis2019(FIX19)
+    assert t.n_layers == base.n_layers
