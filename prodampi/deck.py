@@ -108,6 +108,12 @@ SCHEMA = S(doc="prodampi input deck", fields={
             "truth": F("str", "shared", choices=("shared", *MODELS),
                        doc="what the synthetic observations sample: the geometric mean of both models' "
                            "true SOC ('shared') or one model's own (parameter-recovery runs)"),
+            "layers": F("str", "realistic", choices=("realistic", "nodes"),
+                        doc="synthetic profile layers: 'realistic' = WoSIS-like (3-10 layers to 30-200 cm); "
+                            "'nodes' = the 20 CLM layers for every profile (node depths 0.01-8.03 m, the "
+                            "paper's recovery experiment)"),
+            "noise": F("bool", True, doc="noisy WoSIS-like records; false = the noise-free truth, no zero/NaN "
+                                         "layers (the authors' recovery experiment)"),
         }),
         "profiles": S(doc="real profile tables (source: table); each format needs its own keys", fields={
             "format": F("str", "isis", choices=tuple(PROFILE_FORMATS),
@@ -143,15 +149,43 @@ SCHEMA = S(doc="prodampi input deck", fields={
     "assimilate": S(doc="stage 2: per-profile adaptive-Metropolis MCMC -> posterior.h5", fields={
         "mode": F("str", "paper", choices=tuple(SAMPLER_MODES),
                   doc="; ".join(f"'{k}': {v}" for k, v in SAMPLER_MODES.items())),
-        "chains": F("int", 4, lo=1, hi=64),
-        "test_iterations": F("int", 20_000, lo=0, hi=10_000_000, doc="PRODA 'test run' length"),
-        "iterations": F("int", 50_000, lo=1, hi=10_000_000, doc="formal run length per chain"),
-        "adapt_start": F("int", 4_000, lo=0, hi=10_000_000),
-        "batch_profiles": F("int", 64, lo=1, hi=1_000_000, doc="profiles advanced together per rank"),
-        "checkpoint_every_s": F("float", 300.0, lo=1.0),
-        "gelman_rubin_max": F("float", 1.05, lo=1.0, lo_open=True),
-        "nse_min": F("float", 0.0, lo=-1e9, hi=1.0),
-        "max_profiles": F("int", None, nullable=True, lo=1, doc="limit for test runs"),
+        "chains": F("int", 3, lo=2, hi=64, doc="chains per profile (the paper: 3)"),
+        "test_iterations": F("int", 20_000, lo=0, hi=10_000_000,
+                             doc="paper: 'test run' length per chain; textbook: warm-up iterations"),
+        "iterations": F("int", 50_000, lo=1, hi=10_000_000,
+                        doc="stored-chain length per chain (paper: the 'formal run')"),
+        "adapt_start": F("int", 4_000, lo=0, hi=10_000_000,
+                         doc="paper: formal-run iteration after which the proposal covariance is re-estimated "
+                             "every iteration; textbook: iteration from which it adapts"),
+        "draws": F("int", 500, lo=1, hi=10_000_000,
+                   doc="stored draws per chain in posterior.h5 (thinning = iterations // draws, recorded)"),
+        "init": F("float", 0.5, lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+                  doc="starting point of every chain in normalised parameter space (paper: 0.5)"),
+        "obs_sigma_log": F("float", 0.5, lo=0.0, lo_open=True, hi=10.0,
+                           doc="textbook likelihood: SD of the Gaussian error of log SOC"),
+        "failure_dj": F("str", "penalty", choices=("penalty", "stale"),
+                        doc="paper: a failed solve costs J_old + 100 ('penalty'), or reuses the previous "
+                            "iteration's dJ as the authors' CLM5 formal run does ('stale')"),
+        "accepted_capacity": F("int", 2048, lo=16, hi=10_000_000,
+                               doc="paper estimators: accepted states kept per chain (thinned by 2 beyond it)"),
+        "batch_profiles": F("int", 256, lo=1, hi=1_000_000,
+                            doc="profiles advanced together per rank (one work unit of the queue)"),
+        "checkpoint_every_s": F("float", 300.0, lo=1.0, doc="wall seconds between sampler-state checkpoints"),
+        "checkpoint_every_steps": F("int", None, nullable=True, lo=1,
+                                    doc="also checkpoint every N sampler steps of a batch (null: by time only)"),
+        "gelman_rubin_max": F("float", 1.05, lo=1.0, lo_open=True,
+                              doc="G-R filter (paper: the authors' G-R averaged over parameters; textbook: "
+                                  "rank-normalised R-hat, max over parameters)"),
+        "nse_min": F("float", 0.0, lo=-1e9, hi=1.0, doc="NSE filter: keep sites with NSE > nse_min"),
+        "nse_definition": F("str", None, nullable=True, choices=("legacy", "paper"),
+                            doc="NSE of the filter: 'legacy' (the authors' R2, default in paper mode) or "
+                                "'paper' (Eq. 1, default in textbook mode)"),
+        "max_profiles": F("int", None, nullable=True, lo=1, doc="assimilate only the first N profiles"),
+        "observations": F("str", "records", choices=("records", "own_truth"),
+                          doc="'records': the profiles' SOC records; 'own_truth' (synthetic world only): each "
+                              "model is fitted to its own noise-free true SOC at the layers (parameter recovery)"),
+        "recovery": F("bool", True, doc="synthetic world: score posterior means against the true parameters "
+                                        "(recovery_<model>.csv/.png) when the observations are that model's"),
     }),
     "learn": S(doc="stage 3: neural network and bootstrap ensemble", fields={
         "best_guess_members": F("int", 10, lo=1, hi=10_000),

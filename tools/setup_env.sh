@@ -63,7 +63,7 @@ py_ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { log "ERROR: Python >= 3.11 needed ($py is $py_ver)"; exit 1; }
 key=$(printf '%s|%s|%s|%s|%s|%s' "$MPICC" "$mpi_id" "$mpi_ver" "$hdf5_id" "$py_ver" "$(uname -m)" | sha256sum | cut -c1-16)
 wheels=$cache/wheels-$key
-reqs="numpy scipy pyyaml netCDF4 h5netcdf global-land-mask $torch_req pytest pytest-mpi hypothesis ruff import-linter"
+reqs="numpy scipy pyyaml netCDF4 h5netcdf xarray arviz matplotlib global-land-mask $torch_req pytest pytest-mpi hypothesis ruff import-linter"
 stamp_val=$(printf '%s|%s|%s' "$key" "$reqs" "$(sha256sum "$repo/pyproject.toml" "$repo/setup.cfg" 2>/dev/null | cut -c1-64 | tr '\n' ' ')" | sha256sum | cut -c1-32)
 
 # ---------------------------------------------------------------- 2. fast path: nothing to do

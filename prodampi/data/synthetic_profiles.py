@@ -16,6 +16,14 @@ N(0, 0.176^2) the PTF error that enters where bulk density was not measured.  Re
 (g C kg-1), bulk density (g cm-3; measured for ~17 % of profiles, else the PTF), coarse fragments (% vol,
 from the cell covariates), the SOC density (g C m-3) recomputed from them exactly as the original, and ~2 %
 zero or NaN layers to exercise cleaning.  All arrays are padded to :data:`MAX_LAYERS` layers with NaN.
+
+Recovery variants (paper §2.6, ``compas.md`` §9), options of :func:`draw_profiles`:
+
+* ``layers="nodes"``: every profile has the 20 CLM layers (interfaces ``zisoi``, 0-8.60 m; node depths
+  0.01-8.03 m, the paper's 20 synthetic data points) down to its bedrock (at least 3 layers), padded to
+  :data:`N_NODE_LAYERS`; ``"realistic"`` (default) is the WoSIS-like geometry above.
+* ``noise=False``: records are the noise-free truth (all noise terms 0, no zero/NaN layers, BD = the PTF of
+  the true content), as the authors' recovery experiment; the recorded density equals the truth to round-off.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ from .profiles import ptf_bulk_density
 from .random_fields import rng_for
 
 MAX_LAYERS = 10
+#: padded layer count of ``layers="nodes"`` profiles (the 20 CLM layers)
+N_NODE_LAYERS = 20
+#: layer geometries of :func:`draw_profiles`
+LAYER_CHOICES: tuple[str, ...] = ("realistic", "nodes")
 KM_PER_DEG = 111.195
 
 #: region -> share of the WoSIS-like (non-permafrost) sites (``world.md`` §8)
@@ -249,8 +261,37 @@ def content_from_density(density_g_m3: np.ndarray, coarse_pct: np.ndarray, bd_fa
     return c
 
 
+def node_layer_geometry(n: int, dtb_cm: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The 20 CLM layers (``prodampi.soil.layers``) as the layers of ``n`` profiles (cm), (n, 20).
+
+    With ``dtb_cm`` (n,) (depth to bedrock, cm) a profile keeps only the layers that start above its bedrock
+    (at least 3): below it the models hold no soil (CLM5 values ~1e-100 g C m-3), which no survey samples and
+    which would dominate CLM5's relative-error cost.  Padding beyond ``n_layers`` is NaN."""
+    from ..soil.layers import layer_bounds_m
+
+    top, bot = layer_bounds_m()
+    t = np.repeat(np.round(top * 100.0, 6)[None, :], n, axis=0)
+    b = np.repeat(np.round(bot * 100.0, 6)[None, :], n, axis=0)
+    if dtb_cm is None:
+        nl = np.full(n, top.size, dtype=np.int64)
+    else:
+        nl = np.clip(np.sum(t < np.asarray(dtb_cm, dtype=np.float64)[:, None], axis=1), 3, top.size)
+    inside = np.arange(top.size)[None, :] < nl[:, None]
+    return {"top_cm": np.where(inside, t, np.nan), "bottom_cm": np.where(inside, b, np.nan),
+            "n_layers": nl.astype(np.int64)}
+
+
+def no_noise(top_cm: np.ndarray, n_layers: np.ndarray) -> dict[str, np.ndarray]:
+    """Noise terms of :func:`observation_noise` all 0 inside the layers (NaN padded): noise-free records."""
+    p, lmax = top_cm.shape
+    inside = np.arange(lmax)[None, :] < n_layers[:, None]
+    z = np.where(inside, 0.0, np.nan)
+    return {"eps_site": np.zeros(p), "eps_layer": z.copy(), "eps_shape": z.copy(), "eps_bd": z.copy()}
+
+
 def build_records(seed: int, truth_g_m3: np.ndarray, top_cm: np.ndarray, bottom_cm: np.ndarray,
-                  n_layers: np.ndarray, coarse_pct: np.ndarray, noise: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                  n_layers: np.ndarray, coarse_pct: np.ndarray, noise: dict[str, np.ndarray],
+                  zero_nan_layers: bool = True) -> dict[str, np.ndarray]:
     """WoSIS-like layer records from the noise-free truth (g C m-3) and the noise terms.
 
     Parameters
@@ -266,7 +307,9 @@ def build_records(seed: int, truth_g_m3: np.ndarray, top_cm: np.ndarray, bottom_
     coarse_pct : (P, 10) array
         Coarse fragments (% vol) of each layer (cell covariates).
     noise : dict
-        Output of :func:`observation_noise`.
+        Output of :func:`observation_noise` (or :func:`no_noise`).
+    zero_nan_layers : bool
+        Mark ~1 % of the layers zero and ~1 % NaN (default; False: none, the noise-free recovery records).
 
     Returns
     -------
@@ -290,8 +333,8 @@ def build_records(seed: int, truth_g_m3: np.ndarray, top_cm: np.ndarray, bottom_
     log_noise = np.log(density / truth_g_m3)
     flag = np.where(inside, 0, -1)
     u = rng.random((p, lmax))
-    zero = inside & (u < 0.01)
-    nan = inside & (u >= 0.01) & (u < 0.02)
+    zero = inside & (u < 0.01) & zero_nan_layers
+    nan = inside & (u >= 0.01) & (u < 0.02) & zero_nan_layers
     flag[zero], flag[nan] = 1, 2
     content = np.where(zero, 0.0, np.where(nan, np.nan, content))
     density = np.where(zero, 0.0, np.where(nan, np.nan, density))
@@ -312,6 +355,7 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
                   valid_land_index: np.ndarray, lat: np.ndarray, lon: np.ndarray, area_m2: np.ndarray,
                   crop: np.ndarray, permafrost: np.ndarray, dtb_m: np.ndarray, coarse_pct: np.ndarray,
                   soc_shared_g_m3: np.ndarray, soc_by_model: dict[str, np.ndarray], truth: str = "shared",
+                  layers: str = "realistic", noise: bool = True,
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The world's profile step: sites, layers, noise-free truths at the layer mid-depths and noisy records.
 
@@ -348,6 +392,11 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
         Model name -> (n, 20) true-parameter SOC (g C m-3); models absent from it get NaN truths.
     truth : {"shared", "clm5", "compas"}
         The truth the records sample (:data:`PROFILE_TRUTH_KEYS`).
+    layers : {"realistic", "nodes"}
+        WoSIS-like layers (default) or the 20 CLM layers for every profile (module docstring); with
+        ``"nodes"`` the per-layer arrays are (P, 20).
+    noise : bool
+        Noisy WoSIS-like records (default) or the noise-free truth (module docstring).
 
     Returns
     -------
@@ -358,6 +407,8 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
     """
     from ..soil.observe import pchip_at
 
+    if layers not in LAYER_CHOICES:
+        raise ValueError(f"layers must be one of {LAYER_CHOICES}, got {layers!r}")
     nv = valid_cell_id.size
     pos_of_flat = np.full(grid.n_cells, -1, dtype=np.int64)
     pos_of_flat[valid_cell_id] = np.arange(nv)
@@ -367,17 +418,26 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
 
     sites = sample_sites(seed, n_profiles, lat, lon, grid.dlat, grid.dlon, area_m2, crop, permafrost, locate)
     vc = sites["cell"]
-    geom = layer_geometry(seed, vc.size, dtb_m[vc] * 100.0, sites["source"])
+    if layers == "nodes":
+        geom = node_layer_geometry(vc.size, dtb_m[vc] * 100.0)
+    else:
+        geom = layer_geometry(seed, vc.size, dtb_m[vc] * 100.0, sites["source"])
     top, bot, nl = geom["top_cm"], geom["bottom_cm"], geom["n_layers"]
     node = (top + bot) / 200.0
-    nz = observation_noise(seed, top, nl)
+    nz = observation_noise(seed, top, nl) if noise else no_noise(top, nl)
     cf_v = coarse_pct[vc]  # (P, 3)
     cf_layer = np.where(node < 0.15, cf_v[:, :1], np.where(node < 0.65, cf_v[:, 1:2], cf_v[:, 2:3]))
-    t_shared = pchip_at(soc_shared_g_m3[vc], node) if vc.size else np.zeros((0, MAX_LAYERS))
-    t_models = {m: (pchip_at(soc_by_model[m][vc], node) if m in soc_by_model and vc.size
+    if layers == "nodes":  # the layers are the model's: the truth is the node values (identity operator)
+        def at_layers(soc: np.ndarray) -> np.ndarray:
+            return np.array(soc[vc], dtype=np.float64)
+    else:
+        def at_layers(soc: np.ndarray) -> np.ndarray:
+            return pchip_at(soc[vc], node) if vc.size else np.zeros((0, top.shape[1]))
+    t_shared = at_layers(soc_shared_g_m3)
+    t_models = {m: (at_layers(soc_by_model[m]) if m in soc_by_model and vc.size
                     else np.full(node.shape, np.nan)) for m in PROFILE_TRUTH_KEYS if m != "shared"}
     t_obs = {"shared": t_shared, **t_models}[truth]
-    rec = build_records(seed, t_obs, top, bot, nl, cf_layer, nz)
+    rec = build_records(seed, t_obs, top, bot, nl, cf_layer, nz, zero_nan_layers=noise)
     wosis = sites["source"] == 0
     n_w = int(wosis.sum())
     pid = np.where(wosis, WOSIS_ID0 + np.cumsum(wosis) - 1, PERMAFROST_ID0 + np.cumsum(sites["source"] == 1) - 1)
@@ -393,6 +453,8 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
     profiles = {k: v[order] for k, v in profiles.items()}
     info = {"regions": ",".join(REGIONS), "n_profiles": int(vc.size), "n_profiles_wosis": n_w,
             "n_profiles_permafrost": int(vc.size - n_w)}
+    if layers != "realistic" or not noise:  # recorded only for the variants: default attrs unchanged
+        info.update({"profile_layers": layers, "profile_noise": bool(noise)})
     return profiles, info
 
 

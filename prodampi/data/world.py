@@ -301,7 +301,7 @@ def _land_side(resolution_deg: float, seed: int) -> tuple[LandDomain, dict, np.n
 
 def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | None = None,
                truth: str = "shared", models: tuple[str, ...] | None = MODEL_NAMES, calibrate: bool = True,
-               chunk_cells: int = 4096) -> World:
+               chunk_cells: int = 4096, layers: str = "realistic", noise: bool = True) -> World:
     """Generate the synthetic world for one seed and resolution (see the module docstring).
 
     Parameters
@@ -324,6 +324,11 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
         true-parameter SOC total (0-1 m) matches :data:`TRUE_TOTAL_TARGET_PG` x (valid area / 1.0e14 m^2).
     chunk_cells : int
         Cells per forcing/model chunk (memory bound; results do not depend on it).
+    layers : {"realistic", "nodes"}
+        Profile layers: WoSIS-like (default) or the 20 CLM layers at the node depths for every profile
+        (the paper's recovery experiment; :func:`prodampi.data.synthetic_profiles.draw_profiles`).
+    noise : bool
+        Noisy records (default) or the noise-free truth (recovery experiment).
 
     Returns
     -------
@@ -331,6 +336,8 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
     """
     if truth not in TRUTH_CHOICES:
         raise ValueError(f"truth must be one of {TRUTH_CHOICES}, got {truth!r}")
+    if layers not in sp.LAYER_CHOICES:
+        raise ValueError(f"layers must be one of {sp.LAYER_CHOICES}, got {layers!r}")
     seed = int(seed)
     d, c, npp, valid, vinfo, cover, soil = _land_side(resolution_deg, seed)
     vidx = np.flatnonzero(valid)
@@ -359,7 +366,7 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
         seed, n_prof, d.grid, valid_cell_id=d.cell_id[vidx], valid_land_index=vidx, lat=d.lat[vidx],
         lon=d.lon[vidx], area_m2=d.area_m2[vidx], crop=cover["crop"][vidx], permafrost=permafrost_v,
         dtb_m=soil["dtb_m"][vidx], coarse_pct=soil_cov["coarse_pct"][vidx], soc_shared_g_m3=truth_d["soc_truth_g_m3"],
-        soc_by_model=soc_by, truth=truth)
+        soc_by_model=soc_by, truth=truth, layers=layers, noise=bool(noise))
     attrs.update({**pinfo, "profile_truth": PROFILE_TRUTH_TEXT[truth]})
     for name in soc_by:
         truth_d[f"u_customary_{name}"] = customary_u(truth_d[f"u_{name}"], profiles["valid_cell"])

@@ -4,6 +4,7 @@ Set ``PRODAMPI_FAULT`` to a comma-separated list of ``ACTION:WHERE[@RANK][#NTH]`
 
     PRODAMPI_FAULT=raise:selftest@1              # InjectedFault on rank 1 when selftest reaches that point
     PRODAMPI_FAULT=kill:ledger_before_replace#4  # SIGKILL in the 4th ledger update, half done (any rank)
+    PRODAMPI_FAULT=term:assimilate_step#30       # send this process SIGTERM at its 30th sampler step
 
 ``#NTH`` counts the times this process reaches the point (1-based); without it the first time fires.
 
@@ -23,7 +24,7 @@ class InjectedFault(RuntimeError):
 _HITS: dict[str, int] = {}
 
 
-ACTIONS = ("raise", "kill")
+ACTIONS = ("raise", "kill", "term", "usr1")
 
 
 def _parse(spec: str) -> list[tuple[str, str, int | None, int]]:
@@ -63,3 +64,7 @@ def fault_point(where: str, rank: int = 0) -> None:
             raise InjectedFault(f"injected fault at {where!r} on rank {rank}")
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if action == "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+        if action == "usr1":
+            os.kill(os.getpid(), signal.SIGUSR1)

@@ -7,6 +7,12 @@ in the main thread.  It unwinds like any error: temporary files are removed by t
 SIGINT** (128 + signal number; under MPI the job is aborted with that code after the line is flushed).
 
 SIGUSR1 only sets a flag: a stage that can checkpoint polls :func:`checkpoint_requested` between work units.
+
+**Deferred mode** (:func:`deferred`, used by stages that checkpoint mid-work, e.g. assimilate): SIGTERM,
+SIGINT and SIGUSR1 only record the signal (:func:`stop_signal`); the stage finishes the step it is in,
+checkpoints, and raises :class:`Requeue` -- exit status **75** (:data:`EXIT_REQUEUE`, ``EX_TEMPFAIL``: "the
+work is checkpointed; run the same command again to resume").  This is what Slurm's ``--signal`` warning and a
+wall-time SIGTERM get, so a job script can requeue on 75.  A second SIGINT in deferred mode raises at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ..errors import ProdampiError
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: checkpointed, run again to resume
 
 
 class Interrupted(ProdampiError):
@@ -34,16 +41,40 @@ class Interrupted(ProdampiError):
         return (Interrupted, (self.signum,))
 
 
+class Requeue(ProdampiError):
+    """The stage checkpointed its work after a signal and stops; run it again to resume (exit 75)."""
+
+    exit_code = EXIT_REQUEUE
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        self.signum = int(signum)
+        name = signal.Signals(self.signum).name
+        super().__init__(f"{name} received: work checkpointed{detail}; run the same command again to resume "
+                         f"(exit {EXIT_REQUEUE}, requeue)")
+
+    def __reduce__(self) -> tuple:
+        return (Requeue, (self.signum,))
+
+
 _checkpoint = threading.Event()
 _installed = False
-
-
-def _raise(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
+_deferred = False
+_stop: list[int] = []
 
 
 def _flag(signum: int, frame: object) -> None:
+    if _deferred:
+        _stop.append(int(signum))
     _checkpoint.set()
+
+
+def _raise_or_defer(signum: int, frame: object) -> None:
+    if _deferred:
+        if signum == signal.SIGINT and signal.SIGINT in _stop:
+            raise Interrupted(signum)  # a second Ctrl-C: stop now
+        _stop.append(int(signum))
+        return
+    raise Interrupted(signum)
 
 
 def install() -> bool:
@@ -51,8 +82,8 @@ def install() -> bool:
     global _installed
     if threading.current_thread() is not threading.main_thread():
         return False
-    signal.signal(signal.SIGTERM, _raise)
-    signal.signal(signal.SIGINT, _raise)
+    signal.signal(signal.SIGTERM, _raise_or_defer)
+    signal.signal(signal.SIGINT, _raise_or_defer)
     signal.signal(signal.SIGUSR1, _flag)
     _installed = True
     return True
@@ -64,3 +95,22 @@ def checkpoint_requested(clear: bool = True) -> bool:
     if hit and clear:
         _checkpoint.clear()
     return hit
+
+
+class deferred:
+    """``with deferred(): ...`` -- SIGTERM/SIGINT/SIGUSR1 are recorded, not raised (see module docstring)."""
+
+    def __enter__(self) -> deferred:
+        global _deferred
+        _stop.clear()
+        _deferred = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _deferred
+        _deferred = False
+
+
+def stop_signal() -> int | None:
+    """The first signal recorded in deferred mode, or None."""
+    return _stop[0] if _stop else None

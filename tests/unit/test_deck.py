@@ -26,7 +26,7 @@ def problems(data: dict) -> list[str]:
 def test_defaults_filled_and_types():
     deck = validate_deck(dict(GOOD), source="d.yaml", base=Path("/tmp"))
     assert deck["models"] == ["clm5", "compas"]
-    assert deck["assimilate"]["chains"] == 4
+    assert deck["assimilate"]["chains"] == 3
     assert deck["prepare"]["world"]["resolution_deg"] == 2.0
     assert deck["run_dir"] == str(Path("/tmp/runs/x"))
 
@@ -204,7 +204,7 @@ def test_validate_cli_prints_resolved_deck(tmp_path):
     r = subprocess.run([sys.executable, "-m", "prodampi", "validate", str(f)], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "valid" in r.stdout and "chains: 4" in r.stdout and "- compas" in r.stdout
+    assert "valid" in r.stdout and "chains: 3" in r.stdout and "- compas" in r.stdout
 
 
 # ------------------------------------------------------------------- issue 9: limits and never a traceback
