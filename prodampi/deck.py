@@ -347,6 +347,9 @@ def _cross_checks(deck: dict, errs: list[str]) -> None:
     if isinstance(deck.get("run_dir"), str):
         _check_run_dir(deck["run_dir"], errs)
     a = deck["assimilate"]
+    if a.get("observations") == "own_truth" and deck["prepare"]["source"] != "synthetic":
+        errs.append("assimilate.observations = 'own_truth': needs prepare.source = 'synthetic' (the embedded "
+                    "world's true SOC); real profiles have only their records")
     if isinstance(a["adapt_start"], int) and isinstance(a["iterations"], int) \
             and isinstance(a["test_iterations"], int) \
             and a["adapt_start"] > a["iterations"] + a["test_iterations"]:

@@ -81,12 +81,9 @@ class BatchInput:
     obs: SiteObservations
 
 
-def _progress_fraction(state: SamplerState, config: SamplerConfig) -> float:
-    """Rough fraction of the batch's iterations done (for the ETA only)."""
-    prog = state.arrays.get("progress")
-    if prog is None:
-        return 0.0
-    return float(np.clip(np.mean(prog), 0.0, 1.0))
+def _progress_fraction(kernel: Any, state: SamplerState) -> float:
+    """Fraction of the batch's planned iterations done (for the progress line and the ETA only)."""
+    return float(np.mean(kernel.progress(state))) if state.streams.n_rows else 0.0
 
 
 def run_batch(bi: BatchInput, deck: dict, parts: Path, key: str, counters: Counters, rank: int,
@@ -161,8 +158,7 @@ def run_batch(bi: BatchInput, deck: dict, parts: Path, key: str, counters: Count
                 log.info("%s batch %d: checkpointed after a signal at step %d", bi.model, bi.batch, n_steps)
                 return BatchOutcome(True, s_n, n_evals, now - t0)
         if now - last_rep >= prog_every:
-            counters.batch_frac = _progress_fraction(state, cfg)
-            counters.busy_s += now - last_rep if n_steps > 1 else 0.0
+            counters.batch_frac = _progress_fraction(kernel, state)
             report(counters.payload())
             last_rep = now
     results = kernel.finalize(state, target) if run_idx.size else None
@@ -174,7 +170,7 @@ def run_batch(bi: BatchInput, deck: dict, parts: Path, key: str, counters: Count
     wall = time.monotonic() - t0
     counters.sites_done += s_n
     counters.batch_frac = 0.0
-    counters.busy_s += 0.0
+    counters.busy_s += wall
     log.info("%s batch %d: %d profiles (%d sampled) in %.1f s, %d evaluations", bi.model, bi.batch, s_n,
              run_idx.size, wall, n_evals)
     return BatchOutcome(False, s_n, n_evals, wall)

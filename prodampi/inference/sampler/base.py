@@ -227,7 +227,7 @@ class Kernel(Protocol):
     def init(self, config: SamplerConfig, target: Target, keys: np.ndarray) -> SamplerState:
         """Start state for every site of ``target``; ``keys`` (S, C, 2) uint64 chain keys of attempt 0
         (:func:`prodampi.inference.rng.stream_keys`); a kernel derives later attempts' keys with
-        ``stream_key_for_attempt``."""
+        :func:`~prodampi.inference.rng.attempt_keys`."""
         ...
 
     def step(self, state: SamplerState, target: Target) -> tuple[SamplerState, dict[str, Any]]:
@@ -239,6 +239,10 @@ class Kernel(Protocol):
 
     def done(self, state: SamplerState) -> np.ndarray:
         """(S,) bool: sites whose every chain has finished (or failed)."""
+        ...
+
+    def progress(self, state: SamplerState) -> np.ndarray:
+        """(S,) float in [0, 1]: share of each site's planned iterations done (progress lines, ETA)."""
         ...
 
     def finalize(self, state: SamplerState, target: Target) -> dict[str, np.ndarray]:

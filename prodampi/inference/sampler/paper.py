@@ -201,6 +201,14 @@ class PaperKernel:
         """(S,) bool: every chain of the site finished, or the site failed."""
         return state.arrays["phase"] == _DONE
 
+    def progress(self, state: SamplerState) -> np.ndarray:
+        """(S,) float in [0, 1]: share of the site's planned iterations done (restarts make it go back)."""
+        A, cfg = state.arrays, self._cfg(state)
+        n1, n2, c = cfg.test_iterations, cfg.iterations, cfg.chains
+        within = np.where(A["phase"] == _FORMAL, n1 + A["t"], A["t"])
+        frac = (A["chain"] * (n1 + n2) + np.minimum(within, n1 + n2)) / max(c * (n1 + n2), 1)
+        return np.where(A["phase"] == _DONE, 1.0, np.clip(frac, 0.0, 1.0))
+
     def step(self, state: SamplerState, target: Target) -> tuple[SamplerState, dict[str, Any]]:
         """One iteration for every unfinished row (one batched ``target.evaluate``); see the module doc."""
         A, cfg, st = state.arrays, self._cfg(state), state.streams

@@ -237,6 +237,12 @@ class TextbookKernel:
         w, n, _, _, _, n_c, n_s, _ = (int(v) for v in a["conf_i"])
         return (a["it"] >= w + n).reshape(n_s, n_c).all(axis=1)
 
+    def progress(self, state: SamplerState) -> np.ndarray:
+        """(S,) float in [0, 1]: share of the site's W + N iterations done (mean over its chains)."""
+        a = state.arrays
+        w, n, _, _, _, n_c, n_s, _ = (int(v) for v in a["conf_i"])
+        return np.clip(a["it"] / max(w + n, 1), 0.0, 1.0).reshape(n_s, n_c).mean(axis=1)
+
     def step(self, state: SamplerState, target: Target) -> tuple[SamplerState, dict[str, Any]]:
         """One AM iteration for every unfinished row (one batched ``target.evaluate`` of the in-box
         proposals).  Returns the (mutated) state and ``info`` (see :class:`~.base.Kernel`; also
