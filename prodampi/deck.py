@@ -114,6 +114,9 @@ SCHEMA = S(doc="prodampi input deck", fields={
                             "paper's recovery experiment)"),
             "noise": F("bool", True, doc="noisy WoSIS-like records; false = the noise-free truth, no zero/NaN "
                                          "layers (the authors' recovery experiment)"),
+            "sites": F("str", "clustered", choices=("clustered", "cells"),
+                       doc="'clustered' = WoSIS-like clustered sites; 'cells' = one site in each of n_profiles "
+                           "distinct grid cells (the authors' recovery experiment draws grid cells)"),
         }),
         "profiles": S(doc="real profile tables (source: table); each format needs its own keys", fields={
             "format": F("str", "isis", choices=tuple(PROFILE_FORMATS),

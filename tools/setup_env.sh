@@ -102,6 +102,10 @@ if [ ! -f "$wheels/.reqs" ] || [ "$(cat "$wheels/.reqs")" != "$reqs" ]; then
   "${pip[@]}" download --only-binary=:all: -d "$wheels" $reqs setuptools wheel
   echo "$reqs" > "$wheels/.reqs"
 fi
+# Dependencies (h5netcdf -> h5py) bring PyPI's binary h5py/mpi4py wheels, built without our MPI; pip would
+# prefer their manylinux tag over the local build, so only the wheels built above may stay in the cache.
+find "$wheels" -maxdepth 1 \( -name 'h5py-*linux*.whl' -o -name 'mpi4py-*linux*.whl' \) \
+  \( -name '*manylinux*' -o -name '*musllinux*' \) -delete
 log "installing into venv from $wheels"
 # shellcheck disable=SC2086
 "${pip[@]}" install --no-index --find-links "$wheels" setuptools wheel mpi4py h5py $reqs

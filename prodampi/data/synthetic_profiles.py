@@ -41,6 +41,8 @@ MAX_LAYERS = 10
 N_NODE_LAYERS = 20
 #: layer geometries of :func:`draw_profiles`
 LAYER_CHOICES: tuple[str, ...] = ("realistic", "nodes")
+#: site placements of :func:`draw_profiles`
+SITE_CHOICES: tuple[str, ...] = ("clustered", "cells")
 KM_PER_DEG = 111.195
 
 #: region -> share of the WoSIS-like (non-permafrost) sites (``world.md`` §8)
@@ -160,6 +162,20 @@ def sample_sites(seed: int, n_profiles: int, lat: np.ndarray, lon: np.ndarray, d
     slat[off], slon[off] = plat[cl[off]], plon[cl[off]]
     cell[off] = parents[cl[off]]
     return {"cell": cell, "lat": slat, "lon": slon, "source": source[cl], "region": reg[cell], "cluster": cl}
+
+
+def sample_cells(seed: int, n_profiles: int, lat: np.ndarray, lon: np.ndarray) -> dict[str, np.ndarray]:
+    """One site at the centre of each of ``n_profiles`` distinct valid cells drawn uniformly (without
+    replacement while there are enough cells): the authors' recovery experiment, which draws grid cells
+    (``randsample`` of valid cells, ``compas.md`` §9), so that every site has its own true parameters.
+
+    Returns the keys of :func:`sample_sites` (``source`` 0, ``cluster`` = the site index)."""
+    rng = rng_for(seed, "profiles:cells")
+    n = lat.size
+    cell = rng.choice(n, size=n_profiles, replace=n_profiles > n).astype(np.int64)
+    return {"cell": cell, "lat": lat[cell].astype(np.float64), "lon": lon[cell].astype(np.float64),
+            "source": np.zeros(n_profiles, dtype=np.int64), "region": region_of(lat, lon)[cell],
+            "cluster": np.arange(n_profiles, dtype=np.int64)}
 
 
 def layer_geometry(seed: int, n: int, dtb_cm: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
@@ -355,7 +371,7 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
                   valid_land_index: np.ndarray, lat: np.ndarray, lon: np.ndarray, area_m2: np.ndarray,
                   crop: np.ndarray, permafrost: np.ndarray, dtb_m: np.ndarray, coarse_pct: np.ndarray,
                   soc_shared_g_m3: np.ndarray, soc_by_model: dict[str, np.ndarray], truth: str = "shared",
-                  layers: str = "realistic", noise: bool = True,
+                  layers: str = "realistic", noise: bool = True, sites: str = "clustered",
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The world's profile step: sites, layers, noise-free truths at the layer mid-depths and noisy records.
 
@@ -397,6 +413,9 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
         ``"nodes"`` the per-layer arrays are (P, 20).
     noise : bool
         Noisy WoSIS-like records (default) or the noise-free truth (module docstring).
+    sites : {"clustered", "cells"}
+        WoSIS-like clustered sites (default, :func:`sample_sites`) or one site in each of ``n_profiles``
+        distinct valid cells (:func:`sample_cells`, the authors' recovery experiment).
 
     Returns
     -------
@@ -416,7 +435,13 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
     def locate(la: np.ndarray, lo: np.ndarray) -> np.ndarray:
         return pos_of_flat[grid.locate(la, lo)]
 
-    sites = sample_sites(seed, n_profiles, lat, lon, grid.dlat, grid.dlon, area_m2, crop, permafrost, locate)
+    if sites not in SITE_CHOICES:
+        raise ValueError(f"sites must be one of {SITE_CHOICES}, got {sites!r}")
+    site_mode = sites
+    if site_mode == "cells":
+        sites = sample_cells(seed, n_profiles, lat, lon)
+    else:
+        sites = sample_sites(seed, n_profiles, lat, lon, grid.dlat, grid.dlon, area_m2, crop, permafrost, locate)
     vc = sites["cell"]
     if layers == "nodes":
         geom = node_layer_geometry(vc.size, dtb_m[vc] * 100.0)
@@ -453,8 +478,8 @@ def draw_profiles(seed: int, n_profiles: int, grid: Any, *, valid_cell_id: np.nd
     profiles = {k: v[order] for k, v in profiles.items()}
     info = {"regions": ",".join(REGIONS), "n_profiles": int(vc.size), "n_profiles_wosis": n_w,
             "n_profiles_permafrost": int(vc.size - n_w)}
-    if layers != "realistic" or not noise:  # recorded only for the variants: default attrs unchanged
-        info.update({"profile_layers": layers, "profile_noise": bool(noise)})
+    if layers != "realistic" or not noise or site_mode != "clustered":  # variants only: default attrs unchanged
+        info.update({"profile_layers": layers, "profile_noise": bool(noise), "profile_sites": site_mode})
     return profiles, info
 
 

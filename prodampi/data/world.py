@@ -301,7 +301,8 @@ def _land_side(resolution_deg: float, seed: int) -> tuple[LandDomain, dict, np.n
 
 def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | None = None,
                truth: str = "shared", models: tuple[str, ...] | None = MODEL_NAMES, calibrate: bool = True,
-               chunk_cells: int = 4096, layers: str = "realistic", noise: bool = True) -> World:
+               chunk_cells: int = 4096, layers: str = "realistic", noise: bool = True,
+               sites: str = "clustered") -> World:
     """Generate the synthetic world for one seed and resolution (see the module docstring).
 
     Parameters
@@ -329,6 +330,9 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
         (the paper's recovery experiment; :func:`prodampi.data.synthetic_profiles.draw_profiles`).
     noise : bool
         Noisy records (default) or the noise-free truth (recovery experiment).
+    sites : {"clustered", "cells"}
+        WoSIS-like clustered sites (default) or one site in each of ``n_profiles`` distinct valid cells (the
+        authors' recovery experiment draws grid cells).
 
     Returns
     -------
@@ -366,7 +370,7 @@ def make_world(resolution_deg: float = 2.0, seed: int = 0, *, n_profiles: int | 
         seed, n_prof, d.grid, valid_cell_id=d.cell_id[vidx], valid_land_index=vidx, lat=d.lat[vidx],
         lon=d.lon[vidx], area_m2=d.area_m2[vidx], crop=cover["crop"][vidx], permafrost=permafrost_v,
         dtb_m=soil["dtb_m"][vidx], coarse_pct=soil_cov["coarse_pct"][vidx], soc_shared_g_m3=truth_d["soc_truth_g_m3"],
-        soc_by_model=soc_by, truth=truth, layers=layers, noise=bool(noise))
+        soc_by_model=soc_by, truth=truth, layers=layers, noise=bool(noise), sites=sites)
     attrs.update({**pinfo, "profile_truth": PROFILE_TRUTH_TEXT[truth]})
     for name in soc_by:
         truth_d[f"u_customary_{name}"] = customary_u(truth_d[f"u_{name}"], profiles["valid_cell"])

@@ -160,7 +160,7 @@ def _synthetic(deck: dict, groups: dict) -> dict[str, Any]:
 
     w = deck["prepare"]["world"]
     world = make_world(w["resolution_deg"], seed=deck["seed"], n_profiles=w["n_profiles"], truth=w["truth"],
-                       models=tuple(deck["models"]), layers=w["layers"], noise=w["noise"])
+                       models=tuple(deck["models"]), layers=w["layers"], noise=w["noise"], sites=w["sites"])
     arrays = world.to_arrays()
     table = synthetic_profile_table(arrays["profiles"])
     res = _screen(table, deck)

@@ -75,3 +75,17 @@ def test_deck_keys():
         validate_deck({"run_dir": "/tmp/x", "prepare": {"world": {"layers": "deep"}}})
     with pytest.raises(ValueError, match="layers"):
         make_world(4.0, seed=5, n_profiles=5, models=(), layers="deep")
+
+
+def test_cells_sites_are_distinct_grid_cells():
+    """``sites: cells``: one site per distinct valid cell (the authors draw grid cells), at the cell centre."""
+    w = make_world(4.0, seed=5, n_profiles=60, truth="clm5", models=("clm5",), layers="nodes", noise=False,
+                   sites="cells")
+    p = w.profiles
+    assert p["valid_cell"].size == 60 and np.unique(p["valid_cell"]).size == 60
+    assert w.attrs["profile_sites"] == "cells"
+    clustered = make_world(4.0, seed=5, n_profiles=60, truth="clm5", models=("clm5",), layers="nodes",
+                           noise=False)
+    assert np.unique(clustered.profiles["valid_cell"]).size < 60  # the WoSIS-like default clusters
+    with pytest.raises(ValueError):
+        make_world(4.0, seed=5, n_profiles=10, sites="grid")
