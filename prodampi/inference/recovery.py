@@ -322,7 +322,8 @@ def verdict(rows: Sequence[dict[str, Any]], model: str | None = None, r_min: flo
         # and the posterior still about as wide as the prior
         insignificant = (not np.isfinite(r)) or abs(r) * np.sqrt(max(n - 1, 1)) < 3.0
         no_skill = bool(insignificant and np.isfinite(c) and c < UNUSED_MAX_CONTRACTION)
-        unused.append({"name": name, "r": r, "contraction": c, "no_skill": no_skill})
+        unused.append({"name": name, "r": r, "contraction": c, "no_skill": no_skill,
+                       "correlated": not insignificant})
     passed = [d["name"] for d in ident if d["pass"]]
     failed = [d["name"] for d in ident if not d["pass"]]
     n_sites = min((d["n"] for d in ident), default=0)
@@ -334,8 +335,14 @@ def verdict(rows: Sequence[dict[str, Any]], model: str | None = None, r_min: flo
         parts.append("failing: " + ", ".join(f"{d['name']} (r={d['r']:.3f})" for d in ident if not d["pass"]))
     parts.append(f"n = {n_sites} sites" + ("" if enough else f" (< {n_min})"))
     for d in unused:
-        parts.append(f"unused {d['name']}: r={d['r']:.3f}, contraction={d['contraction']:.3f} "
-                     + ("no skill (ok)" if d["no_skill"] else "SHOWS SKILL (implementation error?)"))
+        if d["no_skill"]:
+            what = "no skill (ok)"
+        elif d["correlated"]:
+            what = "SHOWS SKILL: correlated with a truth it cannot see (implementation error?)"
+        else:  # narrower than the prior without any correlation: the flat direction was not explored
+            what = ("SHOWS SKILL by contraction only: narrower than its flat prior with r ~ 0, so the chains have "
+                    "not explored this direction (too short or not mixed)")
+        parts.append(f"unused {d['name']}: r={d['r']:.3f}, contraction={d['contraction']:.3f} {what}")
     return {"model": model, "r_min": r_min, "n_min": n_min, "n_sites": n_sites, "enough_sites": enough,
             "identifiable": ident, "passed": passed, "failed": failed, "also_expected": also,
             "unused": unused, "unused_ok": unused_ok, "ok": ok,
