@@ -64,13 +64,17 @@ def write_part(path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None
         os.fsync(fh.fileno())
 
 
-def read_part(path: Path, key: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """Read a part back; None when it is missing, unreadable, of another version or (``key``) another run."""
+def read_part(path: Path, key: str | None = None, names: tuple[str, ...] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Read a part back; None when it is missing, unreadable, of another version or (``key``) another run.
+
+    ``names``: load only these arrays (an ``.npz`` member is read only when asked for), e.g. ``("rows",)``."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             if meta.get("format_version") != FORMAT_VERSION or (key is not None and meta.get("key") != key):
                 return None
-            return {k: z[k] for k in z.files if k != "__meta__"}, meta
+            wanted = [k for k in z.files if k != "__meta__" and (names is None or k in names)]
+            return {k: z[k] for k in wanted}, meta
     except (OSError, ValueError, KeyError):
         return None

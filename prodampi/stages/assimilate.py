@@ -271,7 +271,8 @@ def _recovery(ctx: StageContext, inp: dict, units: list, parts: Path, key: str) 
     for m in deck["models"]:
         if not (a["observations"] == "own_truth" or world_truth == m) or f"u_{m}" not in truth_grid:
             continue
-        got = [read_part(batch_path(parts, mm, b), key)[0] for mm, b, _r in units if mm == m]
+        got = [read_part(batch_path(parts, mm, b), key, names=("rows", "mean", "sd", "q05", "q95", "status"))[0]
+               for mm, b, _r in units if mm == m]
         rows = np.concatenate([g["rows"] for g in got])
         mean = np.concatenate([g["mean"] for g in got])
         sd = np.concatenate([g["sd"] for g in got])
@@ -328,8 +329,8 @@ def _done_units(parts: Path, units: list, key: str) -> set[int]:
     for i, (m, b, rows) in enumerate(units):
         p = batch_path(parts, m, b)
         if p.exists():
-            got = read_part(p, key)
-            if got is not None and np.array_equal(got[0]["rows"], rows):
+            got = read_part(p, key, names=("rows",))
+            if got is not None and np.array_equal(got[0].get("rows"), rows):
                 done.add(i)
             else:
                 log.warning("assimilate: %s is unreadable or stale; redoing that batch", p)
@@ -361,7 +362,7 @@ def _write_posterior(ctx: StageContext, inp: dict, units: list, parts: Path, key
             st = []
             for mm, b, _rows in units:
                 if mm == m:
-                    got = read_part(batch_path(parts, m, b), key)
+                    got = read_part(batch_path(parts, m, b), key, names=("status",))
                     if got is None:
                         raise StageError(f"{batch_path(parts, m, b)}: a finished batch vanished; re-run")
                     st.append(got[0]["status"])
