@@ -45,7 +45,8 @@ class Dataset:
         Dimension names (``"P"``, ``"L"``, ...), fixed sizes as digits (``"20"``) or ``"P+1"``; ``()`` for a
         scalar.  Equal names must have equal sizes within one file.
     dtype : str
-        ``"f8"``, ``"i8"``, ``"u1"`` (flag 0/1), ``"i1"``, ``"bool"`` or ``"S"`` (UTF-8 bytes).
+        ``"f8"``, ``"f4"`` (float32), ``"i8"``, ``"u1"`` (flag 0/1), ``"i1"``, ``"bool"`` or ``"S"`` (UTF-8
+        bytes).
     unit : str
         Physical unit (``"g C m-3"``, ``"cm"``, ``"1"`` for dimensionless, ``""`` for text/ids).
     doc : str
@@ -63,7 +64,7 @@ class Dataset:
     when: str = "always"
 
 
-_KIND = {"f8": "f", "i8": "i", "i1": "i", "u1": "u", "bool": "b", "S": "S"}
+_KIND = {"f8": "f", "f4": "f", "i8": "i", "i1": "i", "u1": "u", "bool": "b", "S": "S"}
 
 
 def layout_text(layout: Iterable[Dataset], dims_doc: Mapping[str, str] | None = None) -> str:
