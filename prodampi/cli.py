@@ -12,6 +12,7 @@ verify RUN_DIR|DECK     check every run file against its contract and checksums 
                         deck key); one line per file; exit 0 when all are fine, 2 when one is not
 bench models            steady-state speed of the soil models (--quick, --json)
 bench assimilate        cost of a sampler iteration (model / sampler / I/O) and profiles per core-hour
+bench learn             training throughput (member-epochs/s) and the paper-scale job's core-hours
 
 Exit status: 0 success, 1 unexpected failure (any rank), 2 bad deck or input, 3 stage cannot run (a run file
 it needs is missing or unusable -- the one-line message names the file and the command that makes it -- or the
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--run-dir", help="override the deck's run_dir (with a DECK)")
 
     b = sub.add_parser("bench", help="benchmarks")
-    b.add_argument("what", choices=["models", "assimilate"])
+    b.add_argument("what", choices=["models", "assimilate", "learn"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options passed on (--quick, --json, --models)")
     return p
 
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             from .inference.bench import main as bench_assimilate
 
             return int(bench_assimilate(rest) or 0)
+        if args.what == "learn":
+            from .stages.learn_bench import main as bench_learn
+
+            return int(bench_learn(rest) or 0)
         from .soil.bench import main as bench_main
 
         return int(bench_main(rest) or 0)

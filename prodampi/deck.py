@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class F:
     must_exist : for paths, the file or folder must exist
     item : kind of list items
     min_len : minimum list length
+    unique : list items must differ (default True)
     doc : one-line description (shown by ``prodampi validate --schema``)
     """
 
@@ -69,6 +71,7 @@ class F:
     item: str | None = None
     min_len: int = 0
     doc: str = ""
+    unique: bool = True
 
 
 REQUIRED = object()
@@ -190,14 +193,56 @@ SCHEMA = S(doc="prodampi input deck", fields={
         "recovery": F("bool", True, doc="synthetic world: score posterior means against the true parameters "
                                         "(recovery_<model>.csv/.png) when the observations are that model's"),
     }),
-    "learn": S(doc="stage 3: neural network and bootstrap ensemble", fields={
-        "best_guess_members": F("int", 10, lo=1, hi=10_000),
-        "bootstrap_members": F("int", 200, lo=0, hi=100_000),
-        "epochs": F("int", 300, lo=1, hi=1_000_000),
-        "batch_size": F("int", 32, lo=1, hi=1_000_000),
-        "learning_rate": F("float", 1e-3, lo=0.0, lo_open=True, hi=1.0),
-        "hidden": F("list", [256, 512, 512, 256], item="int", min_len=1),
-        "device": F("str", "cpu", choices=("cpu", "cuda", "auto")),
+    "learn": S(doc="stage 3: neural-network ensemble (best guess + bootstrap) -> ensemble.h5", fields={
+        "best_guess_members": F("int", 10, lo=1, hi=10_000,
+                                doc="networks trained on all sites; their outputs' median is the best guess"),
+        "bootstrap_members": F("int", 200, lo=0, hi=100_000, doc="bootstrap members (resampled sites)"),
+        "epochs": F("int", 6000, lo=1, hi=1_000_000, doc="most epochs per member (paper 6,000)"),
+        "patience": F("int", 1200, lo=0, hi=1_000_000,
+                      doc="early stopping on the validation loss after this many epochs without a new "
+                          "minimum (paper 1,200; 0: never); the weights of the lowest validation loss are kept"),
+        "batch_size": F("int", 32, lo=1, hi=1_000_000, doc="rows per mini-batch (paper 32)"),
+        "learning_rate": F("float", 1e-3, lo=0.0, lo_open=True, hi=10.0,
+                           doc="Adadelta learning rate (Keras 2 default 1e-3; Keras 1 used 1.0)"),
+        "rho": F("float", 0.95, lo=0.0, lo_open=True, hi=1.0, hi_open=True, doc="Adadelta decay rate"),
+        "adadelta_eps": F("float", 1e-7, lo=0.0, lo_open=True, hi=1.0, doc="Adadelta epsilon"),
+        "hidden": F("list", [256, 512, 512, 256], item="int", min_len=1, unique=False, doc="hidden-layer widths"),
+        "dropout": F("float", 0.2, lo=0.0, hi=1.0, hi_open=True,
+                     doc="dropout after every hidden layer (paper 0.2; the authors' CLM5 code 0.0)"),
+        "output": F("str", "linear", choices=("linear", "sigmoid"),
+                    doc="output layer: 'linear' (the authors'; the map stage clips to the box) or 'sigmoid'"),
+        "loss": F("str", "paper", choices=("paper", "authors", "mse", "clm5_code", "compas_code"),
+                  doc="'paper': RL x MSE (ratio of sums); 'authors': each model's code (CLM5 12,500 MSE x MARE, "
+                      "COMPAS 500 MSE); 'mse'"),
+        "ratio_eps": F("float", 1e-6, lo=0.0, hi=1.0,
+                       doc="floor of the target in the loss ratios (spec default 1e-6; 0: none, as the code)"),
+        "val_fraction": F("float", 0.1, lo=0.0, hi=0.9, doc="validation share of each member's sites"),
+        "val_split": F("str", "random", choices=("random", "keras_tail"),
+                       doc="'random' (seeded) or 'keras_tail' (the last rows, as the authors' Keras code)"),
+        "bootstrap_resample": F("str", "proda", choices=("proda", "clm5_legacy", "compas_legacy"),
+                                doc="'proda': N draws, validation = unique sites with all copies, OOB recorded; "
+                                    "'clm5_legacy' / 'compas_legacy': the authors' scripts"),
+        "holdout_fraction": F("float", 0.0, lo=0.0, hi=0.9,
+                              doc="sites held out of every member, to score the ensemble (synthetic: vs truth)"),
+        "gelman_rubin_max": F("float", None, nullable=True, lo=1.0, lo_open=True,
+                              doc="re-filter the sites on the assimilation's G-R (null: its status decides, "
+                                  "i.e. assimilate.gelman_rubin_max); the authors filter in the NN scripts too"),
+        "nse_min": F("float", None, nullable=True, lo=-1e9, hi=1.0,
+                     doc="re-filter the sites on NSE > nse_min (null: the assimilation's status decides)"),
+        "target": F("str", "mean", choices=("mean", "mode"),
+                    doc="training target: the posterior mean ('mean'; paper mode: the authors' estimator) or "
+                        "the paper kernel's GEV mode"),
+        "stack_members": F("int", 4, lo=1, hi=10_000,
+                           doc="members trained together as one stacked network (a work unit; 4 was the fastest "
+                               "in prodampi bench learn on 2 CPU cores)"),
+        "ddp_group_size": F("int", 1, lo=1, hi=4096,
+                            doc="ranks per DistributedDataParallel group (1: one member stack per rank)"),
+        "threads_per_rank": F("int", 1, lo=1, hi=1024, doc="torch intra-op threads per rank"),
+        "device": F("str", "cpu", choices=("cpu", "cuda", "auto"),
+                    doc="'cuda': one GPU per rank (NCCL in DDP groups); 'auto': cuda when present"),
+        "checkpoint_every_s": F("float", 300.0, lo=0.0, doc="wall seconds between member checkpoints"),
+        "checkpoint_every_epochs": F("int", None, nullable=True, lo=1,
+                                     doc="also checkpoint every N epochs (null: by time only)"),
     }),
     "map": S(doc="stage 4: global maps", fields={
         "scenarios": F("list", ["customary", "proda"], item="str", choices=("customary", "proda"), min_len=1),
@@ -316,7 +361,7 @@ def _validate(schema: S, data: Any, prefix: str, base: Path | None, errs: list[s
             item_spec = F(spec.item, choices=spec.choices, lo=1 if spec.item == "int" else None)
             out[key] = [_check_scalar(spec.item, item_spec, x, f"{where}[{i}]", base, errs)
                         for i, x in enumerate(v)]
-            if len(set(map(repr, v))) != len(v):
+            if spec.unique and len(set(map(repr, v))) != len(v):
                 errs.append(f"{where} = {v!r}: items must be unique")
             continue
         out[key] = _check_scalar(spec.kind, spec, v, where, base, errs)
@@ -473,6 +518,12 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 (PyYAML) reads ``1e9`` and ``1.0e9`` (no sign in the exponent) as strings; YAML 1.2 and every
+# scientist read them as numbers.  Resolve them as floats (the YAML 1.2 core-schema float pattern).
+_UniqueKeyLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def load_deck(path: str | os.PathLike, run_dir: str | None = None) -> dict:

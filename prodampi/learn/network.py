@@ -150,7 +150,7 @@ class StackedMLP(nn.Module):
                 w[m].copy_((2.0 * u - 1.0) * limit)
                 b[m].zero_()
 
-    def forward(self, x: Tensor, masks: Sequence[Tensor] | None = None) -> Tensor:
+    def forward(self, x: Tensor, masks: Sequence[Tensor] | None = None, members: Tensor | None = None) -> Tensor:
         """Evaluate all members.
 
         Parameters
@@ -160,19 +160,25 @@ class StackedMLP(nn.Module):
         masks : list of Tensor or None
             None: no dropout (evaluation). Otherwise one tensor per hidden layer, shape (M, B, h_l), already
             scaled (inverted dropout: entries 0 or 1/(1-p)), e.g. from :meth:`DropoutStreams.draw`.
+        members : Tensor of int64, shape (m,), or None
+            Evaluate only these members (x and masks then have m rows on their first axis): a stack whose
+            other members are idle or stopped does not pay for them; their gradients are zero.
 
         Returns
         -------
         Tensor, shape (M, B, out_dim)
             Normalised parameter predictions.
         """
-        if x.dim() != 3 or x.shape[0] != self.n_members or x.shape[2] != self.in_dim:
-            raise ValueError(f"x must be (M={self.n_members}, B, {self.in_dim}), got {tuple(x.shape)}")
+        n_m = self.n_members if members is None else int(members.numel())
+        if x.dim() != 3 or x.shape[0] != n_m or x.shape[2] != self.in_dim:
+            raise ValueError(f"x must be (M={n_m}, B, {self.in_dim}), got {tuple(x.shape)}")
         n_hidden = len(self.hidden)
         if masks is not None and len(masks) != n_hidden:
             raise ValueError(f"need {n_hidden} masks, got {len(masks)}")
         h = x
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if members is not None:
+                w, b = w.index_select(0, members), b.index_select(0, members)
             h = torch.baddbmm(b.unsqueeze(1), h, w)
             if layer < n_hidden:
                 h = torch.relu(h)

@@ -214,21 +214,23 @@ def _gather(rows: list[np.ndarray], width: int, x: torch.Tensor, y: torch.Tensor
 def validation_loss(state: StackState, plans: Sequence[MemberPlan], x: torch.Tensor, y: torch.Tensor,
                     cfg: TrainConfig) -> np.ndarray:
     """(M,) validation loss of the current weights: batchwise over mini-batches of ``batch_size`` rows in
-    order, size-weighted (Keras' ``val_loss``); NaN for a member without validation rows."""
-    nv = max((p.val.size for p in plans), default=0)
+    order, size-weighted (Keras' ``val_loss``); NaN for a member without validation rows or not running."""
+    run = np.flatnonzero(state.running)
+    nv = max((plans[i].val.size for i in run), default=0)
     out = np.full(len(plans), np.nan)
     if nv == 0:
         return out
-    xb, yb, mb = _gather([p.val for p in plans], nv, x, y)
+    xb, yb, mb = _gather([plans[i].val for i in run], nv, x, y)
+    sub = None if run.size == len(plans) else torch.from_numpy(run).to(x.device)
     with torch.no_grad():
-        pred = state.net(xb, None)
+        pred = state.net(xb, None, sub)
         n_chunks = -(-nv // cfg.batch_size)
         loss, cnt = _batch_losses(pred, yb, mb, cfg, n_chunks)
         tot = cnt.sum(1)
         v = (loss * cnt).sum(1) / torch.clamp(tot, min=1)
-    for i, p in enumerate(plans):
-        if p.val.size:
-            out[i] = float(v[i])
+    for j, i in enumerate(run):
+        if plans[i].val.size:
+            out[i] = float(v[j])
     return out
 
 
@@ -265,13 +267,15 @@ def train_epoch(state: StackState, plans: Sequence[MemberPlan], x: torch.Tensor,
     for k in range(steps):
         rows = [p[k * b:(k + 1) * b] for p in perms]
         active = np.array([r.size > 0 for r in rows])
+        act_idx = np.flatnonzero(active)
         masks = drop.draw(b, active.tolist())
         sl = slice(0, b) if group is None else group.shard(b)
-        xb, yb, mb = _gather([r for r in rows], b, x, y)
+        xb, yb, mb = _gather([rows[i] for i in act_idx], b, x, y)
         xb, yb, mb = xb[:, sl], yb[:, sl], mb[:, sl]
+        sub = None if act_idx.size == m else torch.from_numpy(act_idx).to(x.device)
         if masks is not None:
-            masks = [mk[:, sl].to(x.device) for mk in masks]
-        pred = net(xb, masks)
+            masks = [(mk if sub is None else mk[act_idx])[:, sl].to(x.device) for mk in masks]
+        pred = net(xb, masks, sub)  # only the members with rows in this step are computed
         sums = batch_sums(pred, yb, mb, cfg.ratio_eps)
         if group is not None:
             sums = group.allreduce(sums)
@@ -280,9 +284,9 @@ def train_epoch(state: StackState, plans: Sequence[MemberPlan], x: torch.Tensor,
         loss.sum().backward()
         state.opt.step(torch.from_numpy(active).to(x.device))
         lv = loss.detach().cpu().numpy().astype(np.float64)
-        n = np.array([r.size for r in rows], dtype=np.float64)
-        acc_loss += lv * n
-        acc_n += n
+        n = np.array([rows[i].size for i in act_idx], dtype=np.float64)
+        acc_loss[act_idx] += lv * n
+        acc_n[act_idx] += n
         if on_step is not None:
             on_step(k)
     state.net.eval()

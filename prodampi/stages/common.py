@@ -19,7 +19,7 @@ from ..parallel.comm import World, setup_logging
 from ..parallel.faults import check_fault_spec
 from ..parallel.signals import install as install_signals
 from ..provenance import provenance, write_json_atomic
-from .registry import STAGES, made_file_digests
+from .registry import RUN_FILES, STAGES, made_file_digests
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ def _take_run_dir(run_dir: Path) -> None:
     """Rank 0: refuse a foreign directory, take the run-directory lock (held until the process ends, so
     ``prodampi run`` holds it across its stages), then remove temporary files of dead runs."""
     try:
-        started = lock.acquire(run_dir, STAGES)
+        # stage summaries (<stage>.json) and the HDF5 run files (posterior.h5, ensemble.h5) count as prodampi's
+        # own in a directory without a marker (a posterior copied in beside its inputs.h5)
+        stems = set(STAGES) | {Path(f.pattern).stem for f in RUN_FILES.values() if "{" not in f.pattern}
+        started = lock.acquire(run_dir, stems)
     except OSError as e:
         raise StageError(f"{run_dir}: run directory cannot be used ({e.strerror or e})") from None
     for p in clean_stale_temps(run_dir, older_than=started):

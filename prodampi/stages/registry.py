@@ -109,7 +109,9 @@ RUN_FILES: dict[str, RunFile] = {f.key: f for f in (
     RunFile("posterior", "posterior.h5", "prodampi.stages.assimilate:check_posterior_file",
             "per-site posterior samples and summaries (ArviZ groups)", "prodampi.stages.assimilate:posterior_key",
             "assimilate_key"),
-    RunFile("ensemble", "ensemble.h5", None, "NN ensemble: members, splits, predicted parameters"),
+    RunFile("ensemble", "ensemble.h5", "prodampi.stages.learn:check_ensemble_file",
+            "NN ensemble: members, splits, predicted parameters", "prodampi.stages.learn:ensemble_key",
+            "learn_key"),
     RunFile("maps", "maps_{model}.nc", None, "CF netCDF maps of SOC and its components, per model"),
     RunFile("report", "report", None, "statistics, latitudinal tables, figures, report.md"),
 )}
@@ -120,7 +122,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "profiles, forcing and covariates -> inputs.h5"),
     Stage("assimilate", "prodampi.stages.assimilate:run", ("inputs",), ("posterior",),
           "per-profile MCMC -> posterior.h5"),
-    Stage("learn", None, ("posterior", "inputs"), ("ensemble",), "neural network and bootstrap ensemble"),
+    Stage("learn", "prodampi.stages.learn:run", ("posterior", "inputs"), ("ensemble",),
+          "neural-network ensemble -> ensemble.h5"),
     Stage("map", None, ("ensemble", "inputs"), ("maps",), "global maps per model"),
     Stage("report", None, ("maps",), ("report",), "statistics and figures"),
 )}

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prodampi.testing.files import assert_same_datasets, datasets
+
 DECK = """\
 run_dir: {run}
 seed: 11
@@ -38,28 +40,6 @@ def _deck(tmp: Path, name: str, mode: str = "paper") -> Path:
     p = tmp / f"{name}.yaml"
     p.write_text(DECK.format(run=run, mode=mode))
     return p
-
-
-def datasets(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of an HDF5 file by path."""
-    import h5py
-
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as f:
-        def visit(name: str, obj) -> None:
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-        f.visititems(visit)
-    return out
-
-
-def assert_same_datasets(a: Path, b: Path) -> None:
-    da, db = datasets(a), datasets(b)
-    assert sorted(da) == sorted(db)
-    for k in da:
-        x, y = np.asarray(da[k]), np.asarray(db[k])
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        assert x.tobytes() == y.tobytes(), f"{k} differs"
 
 
 @pytest.fixture(scope="module")

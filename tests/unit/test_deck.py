@@ -116,6 +116,20 @@ def test_run_dir_override(tmp_path):
     assert len(deck["_deck_sha256"]) == 64
 
 
+def test_exponent_without_sign_is_a_number_and_repeated_list_items_where_allowed(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e9 as a string; the deck reads it as the number everyone means.  The hidden
+    widths may repeat (the paper's 256-512-512-256), the scenario list may not."""
+    deck_file = tmp_path / "d.yaml"
+    deck_file.write_text("run_dir: a\nassimilate:\n  nse_min: -1e9\nlearn:\n  gelman_rubin_max: 1.0e6\n"
+                         "  learning_rate: 1e-2\n  hidden: [8, 8]\n")
+    deck = load_deck(deck_file)
+    assert deck["assimilate"]["nse_min"] == -1e9 and deck["learn"]["gelman_rubin_max"] == 1e6
+    assert deck["learn"]["learning_rate"] == 0.01 and deck["learn"]["hidden"] == [8, 8]
+    deck_file.write_text("run_dir: a\nmap:\n  scenarios: [proda, proda]\n")
+    with pytest.raises(DeckError, match="must be unique"):
+        load_deck(deck_file)
+
+
 BAD_DECKS = {
     # name: (deck text, field named in the message)
     "wrong_type": ("run_dir: r\nseed: abc\n", "seed = 'abc'"),

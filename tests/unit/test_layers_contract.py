@@ -179,8 +179,7 @@ def test_kernel_packages_exist(module):
 #: import name -> distribution where they differ and the package may not be installed here
 _DIST_OF_IMPORT = {"yaml": "pyyaml", "global_land_mask": "global-land-mask"}
 #: third-party packages the package may import only lazily, from these modules, as an ``extras_require`` extra
-OPTIONAL_IMPORTS = {"torch": ("prodampi.learn", "prodampi.selftest"),
-                    "matplotlib": ("prodampi.stages.assimilate_report",)}
+OPTIONAL_IMPORTS = {"matplotlib": ("prodampi.stages.assimilate_report",)}
 
 
 def _requirements() -> tuple[set[str], dict[str, set[str]]]:
