@@ -46,7 +46,6 @@ from ..parallel.schedule import WorkQueue
 from ..provenance import provenance
 from ..soil import get_model
 from .common import StageContext
-from .learn_unit import LEARN_PARTS, WEIGHTS_DIR, UnitInput, run_unit, unit_done, unit_path
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ def _ddp_groups(world: Any, g: int, device: str) -> tuple[Any, int, int, Any]:
             port = s.getsockname()[1]
         addr = f"tcp://{host}:{port}"
     addr = world.bcast(addr)
-    backend = "nccl" if device == "cuda" else "gloo"
+    backend = "nccl" if str(device).startswith("cuda") else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, init_method=addr, world_size=world.size, rank=world.rank)
     n_groups = world.size // g
@@ -219,9 +218,10 @@ def _ddp_groups(world: Any, g: int, device: str) -> tuple[Any, int, int, Any]:
 # ------------------------------------------------------------------------------------------------ stage
 def run(ctx: StageContext) -> dict[str, Any]:
     """Train every member of every model (resuming), then write ``ensemble.h5``."""
-    import torch
+    import torch  # imported here, not at module level: the registry and `prodampi status` import this module
 
     from ..learn.data import MinMaxScaler, holdout_mask, member_seed
+    from .learn_unit import LEARN_PARTS, UnitInput, run_unit, unit_done
 
     world, deck, run_dir = ctx.world, ctx.deck, ctx.run_dir
     c = deck["learn"]
@@ -229,8 +229,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     device = c["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StageError("learn.device = 'cuda' but torch sees no GPU on this node; use 'cpu' or 'auto'")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise StageError("learn.device = 'cuda' but torch sees no GPU on this node; use 'cpu' or 'auto'")
+        gpu = world.rank % torch.cuda.device_count()  # ranks of a node share its GPUs round-robin
+        torch.cuda.set_device(gpu)
+        device = f"cuda:{gpu}"
     out_path = run_dir / "ensemble.h5"
     from .registry import RUN_FILES
 
@@ -309,7 +313,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         g = int(c["ddp_group_size"])
         tensors: dict[str, dict] = {}
 
-        def unit_input(u: int) -> UnitInput:
+        def unit_input(u: int) -> Any:
             m, idx = units[u]
             mm = models[m]
             if m not in tensors:
@@ -322,11 +326,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
                              plans=[mm["plans"][j] for j in idx], x_train=t["xt"], y_train=t["yt"],
                              x_site=t["xs"], x_cell=t["xc"])
 
+        done_here = mep_here = 0
         every_s = float(c["checkpoint_every_s"])
         every_ep = c["checkpoint_every_epochs"]
         prog = float(deck["logging"].get("progress_every_s", 30.0))
         if g == 1:
-            queue = WorkQueue(world, todo)
+            beat = _Heartbeat(len(todo), prog) if world.is_root else None
+            queue = WorkQueue(world, todo, on_progress=beat)
             while True:
                 if signals.stop_signal() is not None:
                     stopped = True
@@ -336,8 +342,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 if u is None:
                     break
                 res = run_unit(unit_input(u), cfgs[units[u][0]], run_dir, parts, key, world.rank, True, every_s,
-                               every_ep, prog)
+                               every_ep, prog,
+                               report=lambda p, d=done_here, e=mep_here: queue.report({**p, "done": d,
+                                                                                       "member_epochs": e}))
                 epochs += res.epochs
+                done_here += 0 if res.stopped else 1
+                mep_here += res.epochs * len(units[u][1])
+                queue.report({"done": done_here, "member_epochs": mep_here, "unit": None})
                 if res.stopped:
                     stopped = True
                     queue.request_stop()
@@ -384,6 +395,29 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return world.bcast(summary)
 
 
+class _Heartbeat:
+    """Rank 0 (queue server thread): one line per ``every_s`` for the whole job: units done, units in flight
+    with their epoch and running members, member-epochs per second."""
+
+    def __init__(self, total_units: int, every_s: float) -> None:
+        self.total, self.every_s = total_units, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def __call__(self, reports: dict) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        done = sum(r.get("done", 0) for r in reports.values())
+        flying = [r for r in reports.values() if r.get("unit") is not None]
+        mep = sum(r.get("member_epochs", 0) for r in reports.values())
+        mep += sum(r["epoch"] * r["members"] for r in flying)
+        inflight = ", ".join(f"unit {r['unit']} epoch {r['epoch']} ({r['running']}/{r['members']} running)"
+                             for r in flying) or "none"
+        log.info("learn: %d/%d units done | in flight: %s | %.3g member-epochs/s", done, self.total, inflight,
+                 mep / max(now - self.t0, 1e-9))
+
+
 def _prepare_parts(parts: Path, key: str) -> None:
     kf = parts / "key.json"
     if parts.exists():
@@ -402,8 +436,9 @@ def _prepare_parts(parts: Path, key: str) -> None:
 def _write_ensemble(ctx: StageContext, models: dict, units: list, parts: Path, key: str, funnel: dict,
                     inp: dict) -> dict:
     """Rank 0: assemble every unit's results into ``ensemble.h5``; the skill tables; the summary."""
-    from ..io.ensemble import ModelEnsemble, write_ensemble
+    from ..io.ensemble import WEIGHTS_DIR, ModelEnsemble, write_ensemble
     from .learn_report import skill_tables
+    from .learn_unit import unit_path
 
     deck = ctx.deck
     out: dict[str, Any] = {}

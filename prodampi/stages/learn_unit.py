@@ -114,12 +114,14 @@ def write_weights(run_dir: Path, model: str, names: list[str], net: Any) -> list
 
 def run_unit(inp: UnitInput, cfg: TrainConfig, run_dir: Path, parts: Path, key: str, rank: int,
              writer: bool, every_s: float, every_epochs: int | None, progress_s: float,
-             group: Any = None, ddp_module_factory: Any = None, stop_vote: Any = None) -> UnitOutcome:
+             group: Any = None, ddp_module_factory: Any = None, stop_vote: Any = None,
+             report: Any = None) -> UnitOutcome:
     """Train unit ``inp`` to the end (resuming from its checkpoint) and write its result file.
 
     ``stop_vote(flag) -> bool``: in a DDP group, whether any replica saw a stop signal (all replicas stop at the
-    same epoch); None: this rank alone.  Returns ``stopped=True`` when a stop signal interrupted the unit (its
-    state is checkpointed)."""
+    same epoch); None: this rank alone.  ``report(payload)``: called with this unit's progress (unit, epoch,
+    running members, members) at every progress line.  Returns ``stopped=True`` when a stop signal interrupted
+    the unit (its state is checkpointed)."""
     t0 = time.monotonic()
     k_dim, p_dim = inp.x_train.shape[1], inp.y_train.shape[1]
     state = init_stack(inp.plans, cfg, k_dim, p_dim, device=inp.x_train.device)
@@ -148,6 +150,9 @@ def run_unit(inp: UnitInput, cfg: TrainConfig, run_dir: Path, parts: Path, key: 
             fault_point("learn_after_checkpoint", rank)
         if now - last_log >= progress_s:
             last_log = now
+            if report is not None:
+                report({"unit": inp.unit, "epoch": state.epoch, "running": int(state.running.sum()),
+                        "members": len(inp.members)})
             log.info("learn: %s unit %d epoch %d | running %d/%d | best val %s", inp.model, inp.unit, state.epoch,
                      int(state.running.sum()), len(inp.members),
                      " ".join(f"{v:.4g}" for v in state.best_val))

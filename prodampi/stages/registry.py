@@ -92,14 +92,17 @@ class Stage:
 
     @property
     def available(self) -> bool:
-        """Implemented in this version (its module imports)."""
+        """Implemented in this version: its module exists.  Found, not imported: asking must stay cheap (the
+        learn stage's module pulls in torch, seconds of import, and a signal arriving in the middle of a
+        third-party import can leave that package half initialised)."""
         if self.target is None:
             return False
+        from importlib.util import find_spec
+
         try:
-            import_module(self.target.split(":")[0])
-        except ModuleNotFoundError:
+            return find_spec(self.target.split(":")[0]) is not None
+        except (ImportError, ValueError):
             return False
-        return True
 
 
 RUN_FILES: dict[str, RunFile] = {f.key: f for f in (

@@ -123,7 +123,7 @@ def test_ensemble_contract_funnel_skill_and_weights(baseline):
     with h5py.File(ens, "r") as fh:
         assert fh.attrs["learn_key"]
     log = "".join(p.read_text() for p in baseline.rglob("*.log"))
-    assert "learn:" in log and "epoch" in log
+    assert "learn:" in log and "epoch" in log and "units done" in log and "member-epochs/s" in log
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -215,3 +215,26 @@ def test_real_afsp_profiles_with_afgrid20_covariates_train_through_the_same_code
     f = json.loads((tmp_path / "run" / "learn.json").read_text())["summary"]["funnel"]["clm5"]
     assert f["posterior_sites"] == 30 and f["sites"] == d["site/row"].size > 20
     assert f["cells"] == d["cell/index"].size and f["cells"] + f["cells_nan_covariates"] == 45997
+
+
+def test_ddp_groups_of_two_through_the_stage(assimilated, baseline, tmp_path, job_runner):
+    """The stage's DDP path (ddp_group_size 2): it trains to the same ensemble as the member-parallel run up to
+    float round-off, and a group of 2 on 3 ranks is refused with one line."""
+    from prodampi.io.ensemble import read_ensemble
+
+    deck = _deck(tmp_path, "ddp")
+    deck.write_text(deck.read_text().replace("  stack_members: 2\n", "  stack_members: 2\n  ddp_group_size: 2\n"))
+    run = tmp_path / "ddp"
+    run.mkdir()
+    for f in ("inputs.h5", "posterior.h5"):
+        shutil.copy(assimilated / f, run / f)
+    r = job_runner.prodampi(["learn", str(deck)], n=3, timeout=300)
+    assert r.returncode == 3 and "does not divide the 3 ranks" in r.stderr, r.stderr
+    r = job_runner.prodampi(["learn", str(deck)], n=2, timeout=600)
+    assert r.returncode == 0, r.stderr
+    for m in ("clm5", "compas"):
+        a = read_ensemble(baseline / "ensemble.h5", m, names=("pred/cell", "member/best_epoch"))
+        b = read_ensemble(run / "ensemble.h5", m, names=("pred/cell", "member/best_epoch"))
+        assert np.array_equal(a["member/best_epoch"], b["member/best_epoch"])
+        gap = float(np.abs(a["pred/cell"] - b["pred/cell"]).max())
+        assert gap < 1e-4, gap

@@ -141,3 +141,16 @@ def test_cli_status_reads_the_registry(tmp_path, job_runner):
     assert list(stages) == list(STAGES)
     assert stages["prepare"]["status"] == "not run"
     assert stages["prepare"]["files"] == {str(tmp_path / "run" / "inputs.h5"): "missing"}
+
+
+def test_asking_which_stages_exist_imports_no_torch():
+    """Availability is found, not imported, and the learn stage's module imports torch only when it runs: a
+    `prodampi prepare` does not pay seconds of torch import, nor can a SIGTERM land inside it (seen in CI:
+    a half-initialised torch and a traceback)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, prodampi.stages.registry as r; assert 'learn' in r.available_stages(); "
+            "import prodampi.stages.learn; assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
