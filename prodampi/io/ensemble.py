@@ -32,12 +32,10 @@ model.  The dimensions may differ between models.  Paths below are relative to `
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,6 +51,7 @@ from .h5file import (
     check_layout,
     content_hash,
     file_index,
+    h5_atomic,
     layout_text,
     to_bytes,
     verify_file,
@@ -335,10 +334,6 @@ def write_ensemble(path: str | os.PathLike, models: Mapping[str, ModelEnsemble],
     InputDataError
         not enough free space (naming the folder).
     """
-    import h5py
-
-    from .safefile import atomic_output
-
     path = Path(path)
     if not models:
         raise ValueError(f"{path}: no models to write")
@@ -351,43 +346,30 @@ def write_ensemble(path: str | os.PathLike, models: Mapping[str, ModelEnsemble],
             ens.validate()
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
     per = {"f4": 4, "S": 64}  # bytes per value (text: a generous guess); 8 for the rest
     need = (1 << 20) + sum(int(np.asarray(getattr(e, f)).size) * per.get(t, 8)
                            for e in models.values() for f, _p, _d, t, *_ in _ROWS if f is not None)
     need += sum(4 * int(np.asarray(e.site_target).size) + 4 * int(np.shape(e.pred_cell)[1]) * int(np.shape(
         e.pred_cell)[2]) for e in models.values())  # the medians
-    free = shutil.disk_usage(path.parent).free
-    if free < need:
-        raise InputDataError(f"{path.parent}: not enough free space to write {path.name} "
-                             f"(needs about {need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free)")
     root = {k: (v if k == "learn_key" else _attr_json(v)) for k, v in attrs.items()
             if k not in ("format_version", "models", "complete")}
-    try:
-        with atomic_output(path, before_replace=before_replace) as tmp:
-            with h5py.File(tmp, "w") as fh:
-                for name, ens in models.items():
-                    g = fh.create_group(name)
-                    kinds = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(ens.member_kind)]
-                    bg = np.flatnonzero(np.array(kinds) == "best_guess")
-                    for f, p, _d, dtype, *_ in _ROWS:
-                        if f in ("pred_site", "pred_cell"):
-                            _put_by_member(g, p, getattr(ens, f))
-                        elif f is None:
-                            src = ens.pred_site if p.endswith("site_median") else ens.pred_cell
-                            _put(g, p, _medians(src, bg))
-                        else:
-                            _put(g, p, _stored(f, dtype, getattr(ens, f)))
-                for k, v in root.items():
-                    fh.attrs[k] = v
-                fh.attrs["models"] = json.dumps(list(models))
-                fh.attrs["format_version"] = FORMAT_VERSION
-                fh.attrs["complete"] = 1
-                fh.flush()
-    except OSError as e:
-        if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
-            raise InputDataError(f"{path.parent}: no space left on device while writing {path.name}") from None
-        raise
+    with h5_atomic(path, need, before_replace) as fh:
+        for name, ens in models.items():
+            g = fh.create_group(name)
+            kinds = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(ens.member_kind)]
+            bg = np.flatnonzero(np.array(kinds) == "best_guess")
+            for f, p, _d, dtype, *_ in _ROWS:
+                if f in ("pred_site", "pred_cell"):
+                    _put_by_member(g, p, getattr(ens, f))
+                elif f is None:
+                    src = ens.pred_site if p.endswith("site_median") else ens.pred_cell
+                    _put(g, p, _medians(src, bg))
+                else:
+                    _put(g, p, _stored(f, dtype, getattr(ens, f)))
+        for k, v in root.items():
+            fh.attrs[k] = v
+        fh.attrs["models"] = json.dumps(list(models))
+        fh.attrs["format_version"] = FORMAT_VERSION
 
 
 # ------------------------------------------------------------------------------------------------ reading

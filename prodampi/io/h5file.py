@@ -16,11 +16,12 @@ Text is stored as UTF-8 bytes (``dtype S``), flags as ``uint8``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,23 +183,18 @@ def _nbytes(groups: Mapping[str, Any]) -> int:
     return n
 
 
-def write_h5_atomic(path: str | os.PathLike, groups: Mapping[str, Any], attrs: Mapping[str, Any],
-                    before_replace: Callable[[], None] | None = None) -> None:
-    """Write a run file atomically.
+@contextlib.contextmanager
+def h5_atomic(path: str | os.PathLike, need_bytes: int,
+              before_replace: Callable[[], None] | None = None) -> Iterator[Any]:
+    """``with h5_atomic(path, need) as f:`` -- an open, writable h5py file that becomes ``path`` atomically.
 
-    Parameters
-    ----------
-    path : the target file; its folder is created if missing
-    groups : nested dict of arrays (see :func:`write_group`)
-    attrs : root attributes; ``complete = 1`` is added after everything else is written
-    before_replace : called between the flush and the rename (fault-injection tests)
-
-    The data go to a file in a private temporary folder inside the target's folder
-    (:func:`prodampi.io.safefile.atomic_output`: never a predictable name, never through a symlink), which is
-    flushed, fsynced and renamed over ``path``; the folder is fsynced after the rename.  On any failure the
-    temporary folder is removed and the previous ``path`` (if any) is left untouched.  The free space is
-    checked first (HDF5 cannot always recover from a full disk mid-write), so a full disk is one clear
-    :class:`~prodampi.errors.InputDataError` naming the folder.
+    The free space is checked first against ``need_bytes`` (HDF5 cannot always recover from a full disk
+    mid-write), so a full disk is one clear :class:`~prodampi.errors.InputDataError` naming the folder.  The
+    data go to a file in a private temporary folder inside the target's folder
+    (:func:`prodampi.io.safefile.atomic_output`: never a predictable name, never through a symlink); after the
+    body the root attribute ``complete = 1`` is set, the file is flushed, fsynced and renamed over ``path``
+    (``before_replace`` is called just before the rename: fault-injection tests).  On any failure the
+    temporary folder is removed and the previous ``path`` (if any) is left untouched.
     """
     import shutil
 
@@ -208,23 +204,38 @@ def write_h5_atomic(path: str | os.PathLike, groups: Mapping[str, Any], attrs: M
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    need = _nbytes(groups) + (1 << 20)  # data + 1 MiB for metadata and attributes
     free = shutil.disk_usage(path.parent).free
-    if free < need:
+    if free < need_bytes:
         raise InputDataError(f"{path.parent}: not enough free space to write {path.name} "
-                             f"(needs about {need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free)")
+                             f"(needs about {need_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free)")
     try:
         with atomic_output(path, before_replace=before_replace) as tmp:
             with h5py.File(tmp, "w") as f:
-                write_group(f, groups)
-                for k, v in attrs.items():
-                    f.attrs[k] = v
+                yield f
                 f.attrs["complete"] = 1
                 f.flush()
     except OSError as e:
         if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
             raise InputDataError(f"{path.parent}: no space left on device while writing {path.name}") from None
         raise
+
+
+def write_h5_atomic(path: str | os.PathLike, groups: Mapping[str, Any], attrs: Mapping[str, Any],
+                    before_replace: Callable[[], None] | None = None) -> None:
+    """Write a run file atomically (:func:`h5_atomic`).
+
+    Parameters
+    ----------
+    path : the target file; its folder is created if missing
+    groups : nested dict of arrays (see :func:`write_group`)
+    attrs : root attributes; ``complete = 1`` is added after everything else is written
+    before_replace : called between the flush and the rename (fault-injection tests)
+    """
+    need = _nbytes(groups) + (1 << 20)  # data + 1 MiB for metadata and attributes
+    with h5_atomic(path, need, before_replace) as f:
+        write_group(f, groups)
+        for k, v in attrs.items():
+            f.attrs[k] = v
 
 
 # ------------------------------------------------------------------------------------------------ reading

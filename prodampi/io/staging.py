@@ -21,7 +21,9 @@ it removes the folder.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,33 @@ import numpy as np
 
 from .safefile import atomic_output
 
-__all__ = ["FORMAT_VERSION", "PARTS_DIR", "batch_path", "read_part", "state_path", "write_part"]
+__all__ = ["FORMAT_VERSION", "PARTS_DIR", "batch_path", "prepare_parts", "read_part", "state_path", "write_part"]
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 PARTS_DIR = "assimilate.parts"
+
+
+def prepare_parts(parts: Path, key: str) -> None:
+    """Make the restart folder ``parts`` for ``key``: a folder of another key (``key.json``: another deck or
+    version) is discarded first, so its files are never mixed with this run's.  Used by every stage that
+    stages parts (``assimilate.parts/``, ``learn.parts/``)."""
+    from .safefile import write_json_atomic
+
+    parts = Path(parts)
+    kf = parts / "key.json"
+    if parts.exists():
+        try:
+            have = json.loads(kf.read_text()).get("key")
+        except (OSError, ValueError):
+            have = None
+        if have != key:
+            log.info("%s belongs to another deck or version; starting over", parts)
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not kf.exists():
+        write_json_atomic(kf, {"key": key})
 
 
 def batch_path(parts: Path, model: str, batch: int) -> Path:

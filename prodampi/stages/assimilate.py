@@ -48,7 +48,7 @@ from ..io.posterior import (
     write_sites,
 )
 from ..io.safefile import atomic_output
-from ..io.staging import PARTS_DIR, batch_path, read_part
+from ..io.staging import PARTS_DIR, batch_path, prepare_parts, read_part
 from ..parallel import signals
 from ..parallel.faults import fault_point
 from ..parallel.h5store import _h5open
@@ -197,7 +197,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     units = _plan(deck, len(prof.profile_id))
     parts = run_dir / PARTS_DIR
     if world.is_root:
-        _prepare_parts(parts, key)
+        prepare_parts(parts, key)
     world.barrier()
     done = world.bcast(_done_units(parts, units, key) if world.is_root else None)
     todo = [i for i in range(len(units)) if i not in done]
@@ -305,23 +305,6 @@ def _reusable(post: Path, key: str) -> dict | None:
             return json.loads(f.attrs["summary"])
     except (OSError, KeyError, ValueError):
         return None
-
-
-def _prepare_parts(parts: Path, key: str) -> None:
-    kf = parts / "key.json"
-    if parts.exists():
-        try:
-            have = json.loads(kf.read_text()).get("key")
-        except (OSError, ValueError):
-            have = None
-        if have != key:
-            log.info("assimilate: %s belongs to another deck or version; starting over", parts)
-            shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    if not kf.exists():
-        from ..io.safefile import write_json_atomic
-
-        write_json_atomic(kf, {"key": key})
 
 
 def _done_units(parts: Path, units: list, key: str) -> set[int]:

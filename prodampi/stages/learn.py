@@ -39,8 +39,7 @@ from ..io.inputs import FILE_NAME as INPUTS_NAME
 from ..io.inputs import read_inputs
 from ..io.posterior import FILE_NAME as POSTERIOR_NAME
 from ..io.posterior import read_summary
-from ..io.safefile import write_json_atomic
-from ..io.staging import read_part
+from ..io.staging import prepare_parts, read_part
 from ..parallel import signals
 from ..parallel.schedule import WorkQueue
 from ..provenance import provenance
@@ -294,7 +293,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         units += [(m, list(range(a, min(a + stack, n_mem)))) for a in range(0, n_mem, stack)]
     parts = run_dir / LEARN_PARTS
     if world.is_root:
-        _prepare_parts(parts, key)
+        prepare_parts(parts, key)
     world.barrier()
     done = world.bcast({i for i, (m, idx) in enumerate(units)
                         if unit_done(parts, m, i, key, [models[m]["members"][j][0] for j in idx])}
@@ -416,21 +415,6 @@ class _Heartbeat:
                              for r in flying) or "none"
         log.info("learn: %d/%d units done | in flight: %s | %.3g member-epochs/s", done, self.total, inflight,
                  mep / max(now - self.t0, 1e-9))
-
-
-def _prepare_parts(parts: Path, key: str) -> None:
-    kf = parts / "key.json"
-    if parts.exists():
-        try:
-            have = json.loads(kf.read_text()).get("key")
-        except (OSError, ValueError):
-            have = None
-        if have != key:
-            log.info("learn: %s belongs to another deck or version; starting over", parts)
-            shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    if not kf.exists():
-        write_json_atomic(kf, {"key": key})
 
 
 def _write_ensemble(ctx: StageContext, models: dict, units: list, parts: Path, key: str, funnel: dict,
